@@ -1,0 +1,385 @@
+"""Pure text functions shared by training and serving.
+
+Everything the classifier sees goes through :func:`normalize_page`, in the
+training command and in the pipeline alike, so the two cannot drift. The
+functions here are deterministic, never raise anything but :class:`PageError`
+subclasses on bad content, and keep their work bounded on hostile input
+(no recursion over the HTML tree, no backtracking-prone regexes, caps on
+sentence length and count).
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from selectolax.lexbor import LexborHTMLParser
+
+# --------------------------------------------------------------------------
+# Errors
+
+
+class PageError(ValueError):
+    """A page that cannot be processed; ``stage`` names where it failed."""
+
+    stage = "normalize"
+
+
+class EmptyContent(PageError):
+    pass
+
+
+class BinaryContent(PageError):
+    pass
+
+
+class ContentTooLarge(PageError):
+    pass
+
+
+# --------------------------------------------------------------------------
+# Defaults (the pipeline exposes them as options)
+
+DEFAULT_MAX_CONTENT_CHARS = 5 * 1024 * 1024
+DEFAULT_MAX_SENTENCES = 2000
+MAX_SENTENCE_CHARS = 600
+
+# --------------------------------------------------------------------------
+# HTML to text
+
+# Elements whose text never belongs to the page's own message: code, styling,
+# site chrome. nav/header/footer are where menus and cookie banners live, and
+# scripts often carry claim-like strings (SEO blobs) that must not be scored.
+_DROP_TAGS = frozenset(
+    "script style noscript template nav header footer svg iframe object embed "
+    "canvas head title select option button form input textarea".split()
+)
+# Elements after which a reader sees a line break.
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote body br dd details dialog div dl dt "
+    "fieldset figcaption figure h1 h2 h3 h4 h5 h6 hr html li main ol p pre "
+    "section summary table tbody td tfoot th thead tr ul caption center".split()
+)
+
+_HTML_SNIFF = re.compile(
+    r"<\s*(?:!doctype|html|head|body|div|p|span|br|a\s|li|ul|h[1-6]|script|meta|table|section|article)\b",
+    re.IGNORECASE,
+)
+
+
+def looks_like_html(content: str) -> bool:
+    """Sniff HTML from the first few KB (used when content_type is absent)."""
+    return bool(_HTML_SNIFF.search(content[:4096]))
+
+
+def html_to_text(html: str) -> str:
+    """Visible text of an HTML document, one line per block element.
+
+    Walks the tree with an explicit stack, so a page nested 10,000 levels deep
+    costs time linear in its size and never hits Python's recursion limit.
+    """
+    tree = LexborHTMLParser(html)
+    root = tree.root
+    if root is None:
+        return ""
+    out: List[str] = []
+    # Stack items: (node, closing); closing=True emits the break after a block.
+    stack: List[Tuple[object, bool]] = [(root, False)]
+    while stack:
+        node, closing = stack.pop()
+        if closing:
+            out.append("\n")
+            continue
+        tag = node.tag
+        if tag == "-text":
+            text = node.text_content
+            if text:
+                out.append(text)
+            continue
+        if tag in _DROP_TAGS or tag == "-comment" or tag == "_comment":
+            continue
+        if tag in _BLOCK_TAGS:
+            out.append("\n")
+            stack.append((node, True))
+        children = []
+        child = node.child
+        while child is not None:
+            children.append(child)
+            child = child.next
+        for child in reversed(children):
+            stack.append((child, False))
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------
+# Character-level folding
+
+# Zero-width and invisible formatting characters used to break up words.
+_ZERO_WIDTH = dict.fromkeys(
+    map(ord, "\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e\u034f"), None
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+# Cyrillic and Greek letters that render like Latin ones (Unicode
+# confusables, restricted to the common one-to-one lookalikes).
+_CONFUSABLES = {
+    # Cyrillic lower
+    "а": "a", "в": "b", "с": "c", "е": "e", "ё": "e", "һ": "h", "і": "i", "ї": "i",
+    "ј": "j", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "г": "r", "ѕ": "s",
+    "т": "t", "у": "y", "х": "x", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ү": "y", "ɡ": "g",
+    "п": "n", "ь": "b", "ӏ": "l",
+    # Cyrillic upper
+    "А": "A", "В": "B", "С": "C", "Е": "E", "Ё": "E", "Н": "H", "І": "I", "Ї": "I",
+    "Ј": "J", "К": "K", "М": "M", "О": "O", "Р": "P", "Ѕ": "S", "Т": "T", "У": "Y",
+    "Х": "X", "Ү": "Y", "Ԁ": "D", "Ԛ": "Q", "Ԝ": "W", "Ӏ": "I",
+    # Greek lower
+    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o",
+    "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "γ": "y", "ω": "w",
+    # Greek upper
+    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M",
+    "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
+}
+_CONFUSABLE_TABLE = str.maketrans(_CONFUSABLES)
+_WORD = re.compile(r"\w+")
+
+
+def _script(ch: str) -> Optional[str]:
+    """'latin', 'cyrillic', 'greek' or None for one letter (fast paths first)."""
+    o = ord(ch)
+    if o < 0x250:
+        return "latin" if ch.isalpha() else None
+    if 0x400 <= o < 0x530:
+        return "cyrillic"
+    if 0x370 <= o < 0x400:
+        return "greek"
+    if 0x1E00 <= o < 0x1F00:
+        return "latin"
+    return None
+
+
+def fold_homoglyphs(text: str) -> Tuple[str, int]:
+    """Fold Cyrillic/Greek look-alike letters to Latin inside Latin-script words.
+
+    A word is folded when it mixes Latin with Cyrillic/Greek letters, or when it
+    is written only in confusable letters on a page whose letters are mostly
+    Latin (obfuscators swap whole short words such as "оn"). Genuine Russian or
+    Greek text is left alone: its words contain non-confusable letters and its
+    page is not mostly Latin. Returns the text and the number of words folded.
+    """
+    latin = other = 0
+    for ch in text:
+        s = _script(ch)
+        if s == "latin":
+            latin += 1
+        elif s is not None:
+            other += 1
+    if other == 0:
+        return text, 0
+    mostly_latin = latin > 2 * other
+    folded = 0
+
+    def repl(m: "re.Match[str]") -> str:
+        nonlocal folded
+        word = m.group(0)
+        has_latin = has_other = False
+        for ch in word:
+            s = _script(ch)
+            if s == "latin":
+                has_latin = True
+            elif s is not None:
+                has_other = True
+        if not has_other:
+            return word
+        translated = word.translate(_CONFUSABLE_TABLE)
+        if has_latin or (mostly_latin and all(_script(c) != "cyrillic" and _script(c) != "greek" for c in translated)):
+            if translated != word:
+                folded += 1
+            return translated
+        return word
+
+    return _WORD.sub(repl, text), folded
+
+
+# "c u r e s", "c.u.r.e.s", "c-u-r-e-s": three or more single letters joined
+# by one repeated separator. Linear-time pattern (no nested quantifiers on
+# overlapping classes).
+_SPACED = re.compile(r"(?<![\w])([^\W\d_])((?:([ .\-*_])[^\W\d_])(?:\3[^\W\d_]){1,})(?![\w])")
+
+
+def join_spaced_letters(text: str) -> Tuple[str, int]:
+    count = 0
+
+    def repl(m: "re.Match[str]") -> str:
+        nonlocal count
+        whole = m.group(0)
+        sep = m.group(3)
+        letters = whole.split(sep)
+        # "U.S.A" style abbreviations and "I a m" are rare; long runs are the
+        # obfuscation signal. Require four letters for the dot separator so
+        # ordinary initialisms survive as they are.
+        if sep == "." and len(letters) < 4:
+            return whole
+        count += 1
+        return "".join(letters)
+
+    return _SPACED.sub(repl, text), count
+
+
+_HSPACE = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+
+def fold_text(text: str) -> Tuple[str, List[str]]:
+    """NFKC, invisible-character removal, homoglyph folding, de-spacing.
+
+    Returns the folded text and the obfuscation signals found, in a fixed order.
+    Idempotent: fold_text(fold_text(x)[0])[0] == fold_text(x)[0].
+    """
+    signals: List[str] = []
+    stripped = text.translate(_ZERO_WIDTH)
+    if len(stripped) != len(text):
+        signals.append("zero_width")
+    cleaned = _CONTROL.sub(" ", stripped.replace("\r\n", "\n").replace("\r", "\n"))
+    if cleaned != stripped.replace("\r\n", "\n").replace("\r", "\n"):
+        signals.append("control_chars")
+    nfkc = unicodedata.normalize("NFKC", cleaned)
+    # NFKC can itself produce zero-width or control characters from
+    # compatibility forms; remove them again so the result is a fixed point.
+    nfkc = _CONTROL.sub(" ", nfkc.translate(_ZERO_WIDTH))
+    folded, n_words = fold_homoglyphs(nfkc)
+    if n_words:
+        signals.append("homoglyphs")
+    despaced, n_runs = join_spaced_letters(folded)
+    if n_runs:
+        signals.append("spaced_letters")
+    lines = [_HSPACE.sub(" ", line).strip() for line in despaced.split("\n")]
+    out = _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip()
+    return out, signals
+
+
+# --------------------------------------------------------------------------
+# Sentences
+
+_ABBREV = frozenset(
+    "dr mr mrs ms prof st vs etc inc ltd co corp no nr fig approx dept jr sr e.g i.e "
+    "u.s a.m p.m ca bzw z.b usw sra sr dra".split()
+)
+# Candidate boundaries: terminal punctuation (optionally closing quotes or
+# brackets) followed by space, or glued directly to a capitalised word
+# ("involved.One"), or CJK full stops.
+_BOUNDARY = re.compile(r"([.!?…]+[\"'”’)\]]*)(\s+|(?=[A-Z][a-z]))|([。！？]+)")
+_BULLET = re.compile(r"^[\-\*•·▪►✓✔–—]+\s*")
+
+
+def _split_line(line: str) -> List[str]:
+    parts: List[str] = []
+    start = 0
+    for m in _BOUNDARY.finditer(line):
+        end = m.end(1) if m.group(1) else m.end(3)
+        if m.group(1):
+            before = line[start:m.start(1)]
+            last = before.rsplit(None, 1)[-1].lower() if before.strip() else ""
+            # Abbreviations, initials ("J. Smith") and decimals are not ends.
+            if m.group(1) == "." and (last in _ABBREV or (len(last) == 1 and last.isalpha())):
+                continue
+            nxt = line[m.end():m.end() + 1]
+            if nxt and nxt.islower():
+                continue
+        piece = line[start:end].strip()
+        if piece:
+            parts.append(piece)
+        start = m.end()
+    tail = line[start:].strip()
+    if tail:
+        parts.append(tail)
+    return parts
+
+
+def _chunk(sentence: str, limit: int = MAX_SENTENCE_CHARS) -> List[str]:
+    """Cut an overlong run-on 'sentence' at spaces so work per sentence is bounded."""
+    if len(sentence) <= limit:
+        return [sentence]
+    chunks = []
+    while len(sentence) > limit:
+        cut = sentence.rfind(" ", limit // 2, limit)
+        if cut <= 0:
+            cut = limit
+        chunks.append(sentence[:cut].strip())
+        sentence = sentence[cut:].strip()
+    if sentence:
+        chunks.append(sentence)
+    return chunks
+
+
+def split_sentences(text: str, max_sentences: int = DEFAULT_MAX_SENTENCES) -> List[str]:
+    """Sentences of folded text: block lines first, then terminal punctuation."""
+    out: List[str] = []
+    for line in text.split("\n"):
+        line = line.strip()
+        if not line:
+            continue
+        for piece in _split_line(line):
+            piece = _BULLET.sub("", piece).strip()
+            if not any(ch.isalnum() for ch in piece):
+                continue
+            for chunk in _chunk(piece):
+                out.append(chunk)
+                if len(out) >= max_sentences:
+                    return out
+    return out
+
+
+# --------------------------------------------------------------------------
+# The page
+
+
+@dataclass(frozen=True)
+class NormalizedPage:
+    """What the model scores: folded text, its sentences, obfuscation signals."""
+
+    text: str
+    sentences: Tuple[str, ...]
+    signals: Tuple[str, ...] = field(default_factory=tuple)
+
+
+def _is_binary(content: str) -> bool:
+    sample = content[:8192]
+    if "\x00" in sample:
+        return True
+    bad = sum(1 for ch in sample if (ord(ch) < 32 and ch not in "\n\r\t") or ch == "\ufffd")
+    return bad > max(8, len(sample) // 10)
+
+
+def normalize_page(
+    content: str,
+    content_type: Optional[str] = None,
+    max_chars: int = DEFAULT_MAX_CONTENT_CHARS,
+    max_sentences: int = DEFAULT_MAX_SENTENCES,
+) -> NormalizedPage:
+    """HTML or plain text -> NormalizedPage. Raises PageError subclasses only."""
+    if not isinstance(content, str):
+        raise PageError(f"content must be a string, got {type(content).__name__}")
+    if len(content) > max_chars:
+        raise ContentTooLarge(f"content has {len(content)} characters, over the cap of {max_chars}")
+    if _is_binary(content):
+        raise BinaryContent("content looks binary (NUL or control bytes)")
+    if content_type is None:
+        is_html = looks_like_html(content)
+    else:
+        is_html = "html" in content_type.lower()
+    raw = html_to_text(content) if is_html else content
+    text, signals = fold_text(raw)
+    sentences = split_sentences(text, max_sentences=max_sentences)
+    if not sentences:
+        raise EmptyContent("no text left after HTML extraction and normalization")
+    return NormalizedPage(text=text, sentences=tuple(sentences), signals=tuple(signals))
+
+
+_FEATURE_SPACE = re.compile(r"\s+")
+
+
+def sentence_key(sentence: str) -> str:
+    """Canonical form for matching sentences across renderings (evidence, tests)."""
+    folded, _ = fold_text(sentence)
+    return _FEATURE_SPACE.sub(" ", folded.lower()).strip(" .!?\"'“”")

@@ -1,0 +1,212 @@
+"""Composite transforms: ReadPages, ModeratePages, WriteModerationOutputs.
+
+``ModeratePages`` is the domain transform: a PCollection of :class:`Page`
+in, a :class:`ModerationOutputs` of decisions, flagged records and dead
+letters out. Reading and writing are separate composites so streaming mode
+and tests can feed and drain it their own way.
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from typing import Dict, List, NamedTuple, Optional
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+
+from regenwatch.pipelines.dofns import (
+    DEAD_LETTER,
+    FLAGGED,
+    NormalizeFn,
+    ParseJsonLineFn,
+    ReadAvroFileFn,
+    ReadWarcFileFn,
+    ScoreBatchFn,
+    UnsupportedFileFn,
+)
+from regenwatch.schemas import load_schema
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
+AVRO_SUFFIXES = (".avro",)
+WARC_SUFFIXES = (".warc", ".warc.gz")
+
+
+def input_format(path: str) -> Optional[str]:
+    lower = path.lower()
+    for fmt, suffixes in (("jsonl", JSONL_SUFFIXES), ("avro", AVRO_SUFFIXES), ("warc", WARC_SUFFIXES)):
+        if lower.endswith(suffixes):
+            return fmt
+    return None
+
+
+def match_input_files(pattern: str) -> Dict[Optional[str], List[str]]:
+    """Expand the input glob at submission and group the files by format."""
+    result = FileSystems.match([pattern])[0]
+    files = sorted(m.path for m in result.metadata_list)
+    if not files:
+        raise ValueError(f"--input {pattern!r} matches no files")
+    groups: Dict[Optional[str], List[str]] = defaultdict(list)
+    for path in files:
+        groups[input_format(path)].append(path)
+    return dict(groups)
+
+
+class ModerationOutputs(NamedTuple):
+    decisions: beam.PCollection
+    flagged: beam.PCollection
+    dead_letters: beam.PCollection
+
+
+class ReadPages(beam.PTransform):
+    """Input files -> (pages, dead letters). Files are matched at construction."""
+
+    def __init__(self, pattern: str, max_bytes: int):
+        super().__init__()
+        self.pattern = pattern
+        self.max_bytes = max_bytes
+
+    def expand(self, pbegin):
+        groups = match_input_files(self.pattern)
+        pages, dead = [], []
+        if groups.get("jsonl"):
+            parsed = (
+                pbegin
+                | "JsonlFiles" >> beam.Create(groups["jsonl"])
+                # Bytes, not str: invalid UTF-8 must reach the parser and
+                # become a dead letter instead of failing the read.
+                | "ReadJsonlLines" >> beam.io.ReadAllFromText(coder=beam.coders.BytesCoder(), with_filename=True)
+                | "ParseJsonl" >> beam.ParDo(ParseJsonLineFn(self.max_bytes)).with_outputs(DEAD_LETTER, main="pages")
+            )
+            pages.append(parsed.pages)
+            dead.append(parsed[DEAD_LETTER])
+        for fmt, fn in (("avro", ReadAvroFileFn), ("warc", ReadWarcFileFn)):
+            if groups.get(fmt):
+                read = (
+                    pbegin
+                    | f"{fmt.title()}Files" >> beam.Create(groups[fmt])
+                    | f"Match{fmt.title()}" >> fileio.MatchAll()
+                    | f"Open{fmt.title()}" >> fileio.ReadMatches()
+                    # One file per element; break fusion so files spread over workers.
+                    | f"Reshuffle{fmt.title()}" >> beam.Reshuffle()
+                    | f"Read{fmt.title()}" >> beam.ParDo(fn(self.max_bytes)).with_outputs(DEAD_LETTER, main="pages")
+                )
+                pages.append(read.pages)
+                dead.append(read[DEAD_LETTER])
+        if groups.get(None):
+            dead.append(
+                pbegin
+                | "UnsupportedFiles" >> beam.Create(groups[None])
+                | "DeadLetterUnsupported" >> beam.ParDo(UnsupportedFileFn())
+            )
+        all_pages = tuple(pages) | "AllPages" >> beam.Flatten() if len(pages) != 1 else pages[0]
+        if not pages:
+            all_pages = pbegin | "NoPages" >> beam.Create([])
+        if not dead:
+            dead.append(pbegin | "NoReadDeadLetters" >> beam.Create([]))
+        all_dead = tuple(dead) | "ReadDeadLetters" >> beam.Flatten()
+        return all_pages, all_dead
+
+
+class ModeratePages(beam.PTransform):
+    """Pages -> ModerationOutputs(decisions, flagged, dead_letters).
+
+    Normalize each page, batch pages for the model, score and explain each
+    batch with one model call. Every page ends as exactly one decision or one
+    dead letter.
+    """
+
+    def __init__(self, model_uri: str = "default", threshold: Optional[float] = None,
+                 max_bytes: int = 5 * 1024 * 1024, max_sentences: int = 2000, batch_size: int = 64):
+        super().__init__()
+        self.model_uri = model_uri
+        self.threshold = threshold
+        self.max_bytes = max_bytes
+        self.max_sentences = max_sentences
+        self.batch_size = batch_size
+
+    def expand(self, pages):
+        normalized = pages | "Normalize" >> beam.ParDo(
+            NormalizeFn(self.max_bytes, self.max_sentences)).with_outputs(DEAD_LETTER, main="pages")
+        scored = (
+            normalized.pages
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.batch_size)
+            | "Score" >> beam.ParDo(ScoreBatchFn(self.model_uri, self.threshold)).with_outputs(
+                DEAD_LETTER, FLAGGED, main="decisions")
+        )
+        dead = (normalized[DEAD_LETTER], scored[DEAD_LETTER]) | "ModerationDeadLetters" >> beam.Flatten()
+        return ModerationOutputs(decisions=scored.decisions, flagged=scored[FLAGGED], dead_letters=dead)
+
+
+OUTPUT_PREFIXES = {"flagged": "flagged", "decision": "decisions", "deadletter": "deadletter"}
+
+
+class WriteAvro(beam.PTransform):
+    """Records -> <directory>/<prefix>-SSSSS-of-NNNNN.avro with a schema from schemas/."""
+
+    def __init__(self, directory: str, schema_name: str, num_shards: int = 0):
+        super().__init__()
+        self.directory = directory
+        self.schema_name = schema_name
+        self.num_shards = num_shards
+
+    def expand(self, records):
+        return records | beam.io.WriteToAvro(
+            FileSystems.join(self.directory, OUTPUT_PREFIXES[self.schema_name]),
+            schema=load_schema(self.schema_name),
+            file_name_suffix=".avro",
+            num_shards=self.num_shards,
+        )
+
+
+class WriteModerationOutputs(beam.PTransform):
+    """ModerationOutputs -> the three Avro outputs under one directory."""
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self.directory = directory
+
+    def expand(self, outputs: ModerationOutputs):
+        return {
+            "flagged": outputs.flagged | "WriteFlagged" >> WriteAvro(self.directory, "flagged"),
+            "decisions": outputs.decisions | "WriteDecisions" >> WriteAvro(self.directory, "decision"),
+            "dead_letters": outputs.dead_letters | "WriteDeadLetters" >> WriteAvro(self.directory, "deadletter"),
+        }
+
+
+def output_files(directory: str) -> Dict[str, List[str]]:
+    """The Avro files a run wrote, by output name."""
+    found = {}
+    for name, prefix in (("flagged", "flagged"), ("decisions", "decisions"), ("dead_letters", "deadletter")):
+        result = FileSystems.match([FileSystems.join(directory, f"{prefix}-*.avro")])[0]
+        found[name] = sorted(m.path for m in result.metadata_list)
+    return found
+
+
+def remove_previous_outputs(directory: str) -> int:
+    """Delete earlier regenwatch outputs in the directory so a rerun replaces them."""
+    stale = [p for paths in output_files(directory).values() for p in paths] if _exists(directory) else []
+    if stale:
+        FileSystems.delete(stale)
+    return len(stale)
+
+
+def _exists(directory: str) -> bool:
+    try:
+        return FileSystems.exists(directory)
+    except (OSError, ValueError):
+        return False
+
+
+__all__ = [
+    "ModeratePages",
+    "ModerationOutputs",
+    "ReadPages",
+    "WriteAvro",
+    "WriteModerationOutputs",
+    "input_format",
+    "match_input_files",
+    "output_files",
+    "remove_previous_outputs",
+    "os",
+]

@@ -1,0 +1,104 @@
+"""``regenwatch`` command line: run, train, evaluate."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+RUN_HELP = """usage: regenwatch run --input GLOB --output DIR [--model URI] [--threshold X] [Beam pipeline options...]
+
+Moderate scraped pages in batch (DirectRunner by default) and write, under DIR:
+  flagged-*.avro     the reviewer queue (score, severity, categories, rationale, signals)
+  decisions-*.avro   one record per page decided
+  deadletter-*.avro  one record per input that could not be processed, with the reason
+
+Input formats, chosen per file by extension:
+  .jsonl .ndjson .json (.gz)  one page per line: id, content (required), url, fetched_at, content_type
+  .avro                       records of schemas/page.avsc
+  .warc .warc.gz              response records with an HTML or text payload
+
+regenwatch options:
+{options}
+
+Any Beam pipeline option is accepted as well (--runner, --direct_num_workers,
+--direct_running_mode, --setup_file, --project, --temp_location, ...).
+Exit code: 0 on success; 1 when the run fails or dead letters exceed
+--max_dead_letter_ratio; 2 on invalid options.
+"""
+
+
+def _run_help() -> str:
+    from regenwatch.pipelines.options import RegenwatchOptions
+
+    parser = argparse.ArgumentParser(add_help=False)
+    RegenwatchOptions._add_argparse_args(parser)
+    lines = []
+    for action in parser._actions:
+        flag = ", ".join(action.option_strings)
+        default = f" (default: {action.default})" if action.default not in (None, argparse.SUPPRESS) else ""
+        lines.append(f"  {flag:<24} {action.help}{default}")
+    return RUN_HELP.format(options="\n".join(lines))
+
+
+def cmd_run(argv: List[str]) -> int:
+    if not argv or "-h" in argv or "--help" in argv:
+        print(_run_help())
+        return 0 if argv else 2
+    from regenwatch.models.artifact import ModelLoadError
+    from regenwatch.pipelines.moderate import run
+
+    try:
+        result = run(argv)
+    except ValueError as exc:
+        print(f"regenwatch run: {exc}", file=sys.stderr)
+        return 2
+    except ModelLoadError as exc:
+        print(f"regenwatch run: model refused: {exc}", file=sys.stderr)
+        return 1
+    summary = result.summary
+    from regenwatch.pipelines.options import RegenwatchOptions
+    from regenwatch.pipelines.moderate import make_options
+
+    ratio_cap = make_options(argv).view_as(RegenwatchOptions).max_dead_letter_ratio
+    if summary.pages_read and summary.dead_total / summary.pages_read > ratio_cap:
+        print(f"regenwatch run: {summary.dead_total} of {summary.pages_read} inputs dead-lettered, "
+              f"over --max_dead_letter_ratio {ratio_cap}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_train(argv: List[str]) -> int:
+    from regenwatch.training.train import build_parser, train_command
+
+    return train_command(build_parser().parse_args(argv))
+
+
+def cmd_evaluate(argv: List[str]) -> int:
+    from regenwatch.training.evaluate import build_parser, evaluate_command
+
+    return evaluate_command(build_parser().parse_args(argv))
+
+
+COMMANDS = {
+    "run": (cmd_run, "moderate pages in batch and write the reviewer queue"),
+    "train": (cmd_train, "retrain the classifier from the labeled sample set"),
+    "evaluate": (cmd_evaluate, "measure a model on a labeled page file"),
+}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: regenwatch COMMAND [options]\n\ncommands:")
+        for name, (_, text) in COMMANDS.items():
+            print(f"  {name:<10} {text}")
+        print("\n'regenwatch COMMAND --help' for a command's options.")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    func, _ = COMMANDS[argv[0]]
+    return func(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""regenwatch: moderation pipeline for unsubstantiated regenerative-medicine marketing.
+
+The repository keeps the design card's top-level folders (pipelines/, models/,
+schemas/, training/); they are installed as sub-packages of ``regenwatch`` so
+that generic names such as ``models`` never collide with other distributions
+in a worker's site-packages. This file is also what remote runners stage with
+``--setup_file``, so everything a worker needs (schemas, the default model) is
+package data here.
+"""
+from setuptools import setup
+
+# The shipped model was trained with this exact scikit-learn; a different
+# version may unpickle into a silently different estimator, so it is pinned
+# and models/artifact.py refuses a mismatch at load time as well.
+SKLEARN_VERSION = "1.9.1"
+
+setup(
+    name="regenwatch",
+    version="0.1.0",
+    description="Find unsubstantiated regenerative-medicine marketing and queue it for human review.",
+    python_requires=">=3.10",
+    packages=[
+        "regenwatch",
+        "regenwatch.pipelines",
+        "regenwatch.models",
+        "regenwatch.schemas",
+        "regenwatch.training",
+    ],
+    package_dir={
+        "regenwatch": "regenwatch",
+        "regenwatch.pipelines": "pipelines",
+        "regenwatch.models": "models",
+        "regenwatch.schemas": "schemas",
+        "regenwatch.training": "training",
+    },
+    package_data={
+        "regenwatch.models": ["default/*.joblib", "default/*.json"],
+        "regenwatch.schemas": ["*.avsc"],
+        "regenwatch.training": ["data/*.jsonl", "data/*.md", "data/authored/*.jsonl"],
+    },
+    install_requires=[
+        "apache-beam==2.77.0",
+        f"scikit-learn=={SKLEARN_VERSION}",
+        "joblib>=1.3",
+        "fastavro>=1.9",
+        "numpy>=1.24",
+        # Lexbor-based HTML parser: tolerant of broken markup, fast, no recursion
+        # limits of its own; a hand-written HTML stripper gets script/nav wrong.
+        "selectolax>=1.0",
+        # WARC is a fiddly format (chunked/gzip members, HTTP headers inside
+        # records); warcio is the reader Common Crawl and Webrecorder maintain.
+        "warcio>=1.7",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100", "avro>=1.11"],
+    },
+    entry_points={"console_scripts": ["regenwatch=regenwatch.cli:main"]},
+)

@@ -1,0 +1,66 @@
+"""Page-level metrics and threshold choice (pure functions)."""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+from sklearn.metrics import average_precision_score, precision_recall_curve
+
+
+def choose_threshold(y, scores, target_precision: float = 0.90) -> float:
+    """Highest-recall threshold whose precision is >= target_precision.
+
+    Falls back to the threshold with the best F1 when no threshold reaches the
+    target (then the report says so through its precision figure).
+    """
+    y = np.asarray(y)
+    scores = np.asarray(scores, dtype=float)
+    precision, recall, thresholds = precision_recall_curve(y, scores)
+    # precision/recall have one more entry than thresholds (the end point).
+    precision, recall = precision[:-1], recall[:-1]
+    ok = precision >= target_precision
+    if ok.any():
+        best_recall = recall[ok].max()
+        candidates = thresholds[ok & (recall == best_recall)]
+        # Among equal-recall thresholds, the highest is the most precise.
+        return float(round(candidates.max(), 4))
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    return float(round(thresholds[int(np.argmax(f1))], 4))
+
+
+def expected_calibration_error(y, scores, bins: int = 10) -> float:
+    y = np.asarray(y, dtype=float)
+    scores = np.asarray(scores, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            ece += mask.mean() * abs(scores[mask].mean() - y[mask].mean())
+    return float(ece)
+
+
+def page_metrics(y, scores, threshold: float) -> Dict[str, float]:
+    y = np.asarray(y, dtype=int)
+    scores = np.asarray(scores, dtype=float)
+    pred = scores >= threshold
+    tp = int((pred & (y == 1)).sum())
+    fp = int((pred & (y == 0)).sum())
+    fn = int((~pred & (y == 1)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "pages": int(len(y)),
+        "positives": int(y.sum()),
+        "threshold": float(threshold),
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "pr_auc": round(float(average_precision_score(y, scores)), 4) if 0 < y.sum() < len(y) else None,
+        "ece": round(expected_calibration_error(y, scores), 4),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
