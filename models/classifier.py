@@ -35,6 +35,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from .features import sentence_documents
 from .text import NormalizedPage, normalize_page, sentence_key
 
 CATEGORIES: Tuple[str, ...] = (
@@ -47,6 +48,11 @@ CATEGORIES: Tuple[str, ...] = (
     "testimonial_as_evidence",
 )
 HIGH_SEVERITY = frozenset({"disease_treatment", "regulatory_misrepresentation"})
+# Page kinds (the sample set's ``kind`` field) in which the page speaks for
+# whoever sells the product. The voice model learns to tell these from
+# regulators, reporters, researchers and patients' forums, which quote the
+# same claims without making them.
+PROMOTER_KINDS = frozenset({"clinic_marketing", "vendor", "advertorial", "faq", "seed"})
 
 
 def severity_for(categories: Iterable[str]) -> str:
@@ -167,6 +173,13 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         ``class_weight`` of the sentence models. "balanced" weighs the rare
         claim sentences up, which gave better rationale sentences on held-out
         pages than the natural class share.
+    flagged_negative_weight:
+        Weight of the non-evidence sentences of flagged pages as negatives
+        (evidence lists may miss a claim sentence, so these negatives are
+        noisier than those of unflagged pages).
+    mask_entities:
+        Replace condition/product names and numbers by placeholder tokens
+        before sentence featurization (see features.py).
     threshold:
         Page decision threshold (the training command replaces it with the
         cross-validated choice).
@@ -186,6 +199,8 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         max_rationale: int = 5,
         threshold: float = 0.5,
         sentence_class_weight: Optional[str] = "balanced",
+        flagged_negative_weight: float = 1.0,
+        mask_entities: bool = True,
         random_state: int = 0,
     ):
         self.sentence_C = sentence_C
@@ -198,22 +213,29 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         self.max_rationale = max_rationale
         self.threshold = threshold
         self.sentence_class_weight = sentence_class_weight
+        self.flagged_negative_weight = flagged_negative_weight
+        self.mask_entities = mask_entities
         self.random_state = random_state
 
     # -- fitting -----------------------------------------------------------
 
-    def fit(self, X, y, evidence=None, extra_sentences=None):
+    def fit(self, X, y, evidence=None, kinds=None, extra_sentences=None):
         """Fit on pages.
 
         X: page contents (HTML or text) or NormalizedPage objects.
         y: page labels (1 = flag).
         evidence: per page, a list of {"sentence", "category"} claim sentences.
+        kinds: per page, the sample set's ``kind`` (clinic_marketing,
+            journalism, warning_letter, ...); trains the voice model. Pages
+            with kind None do not train it.
         extra_sentences: standalone labeled sentences, (text, [categories]).
         """
         pages = [self._as_page(x) for x in X]
         y = np.asarray(y, dtype=int)
         if evidence is None:
             evidence = [None] * len(pages)
+        if kinds is None:
+            kinds = [None] * len(pages)
         extra = list(extra_sentences or ())
         self.classes_ = np.array([0, 1])
 
@@ -223,27 +245,31 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         oof = np.zeros((len(pages), self._n_page_features()), dtype=np.float64)
         for train_idx, test_idx in folds.split(np.zeros(len(y)), y):
             parts = self._fit_parts([pages[i] for i in train_idx], y[train_idx],
-                                    [evidence[i] for i in train_idx], extra)
+                                    [evidence[i] for i in train_idx], [kinds[i] for i in train_idx], extra)
             oof[test_idx] = self._page_features(parts, [pages[i] for i in test_idx])[0]
 
-        self.parts_ = self._fit_parts(pages, y, evidence, extra)
+        self.parts_ = self._fit_parts(pages, y, evidence, kinds, extra)
         self.page_model_ = LogisticRegression(C=self.page_C, class_weight="balanced", max_iter=2000)
         self.page_model_.fit(oof, y)
         return self
 
-    def _fit_parts(self, pages, y, evidence, extra):
+    def _fit_parts(self, pages, y, evidence, kinds, extra):
         """Sentence models and the page-context model on a set of pages."""
         texts: List[str] = []
         cats: List[List[str]] = []
+        weights: List[float] = []
         for page, label, ev in zip(pages, y, evidence):
             for sent, c in label_sentences(page, int(label), ev):
                 texts.append(sent)
                 cats.append(c)
+                weights.append(self.flagged_negative_weight if (label and not c) else 1.0)
         for sent, c in extra:
             texts.append(sent)
             cats.append(list(c))
+            weights.append(1.0)
+        sample_weight = np.asarray(weights)
         vec = _word_vectorizer(self.max_features)
-        Xs = vec.fit_transform(texts)
+        Xs = vec.fit_transform(sentence_documents(texts, self.mask_entities))
         targets = [np.array([1 if c else 0 for c in cats])]
         targets += [np.array([1 if name in c else 0 for c in cats]) for name in CATEGORIES]
         sentence_models = []
@@ -254,7 +280,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
                 continue
             m = LogisticRegression(C=self.sentence_C, class_weight=self.sentence_class_weight, max_iter=2000,
                                    solver="liblinear")
-            m.fit(Xs, t)
+            m.fit(Xs, t, sample_weight=sample_weight)
             sentence_models.append(m)
 
         ctx_vec = _word_vectorizer(self.max_features)
@@ -262,13 +288,20 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         ctx = LogisticRegression(C=self.context_C, class_weight="balanced", max_iter=2000,
                                  solver="liblinear")
         ctx.fit(Xp, y)
-        return {"vec": vec, "sentence_models": sentence_models, "ctx_vec": ctx_vec, "ctx": ctx}
+        known = [i for i, k in enumerate(kinds) if k is not None]
+        voice_y = np.array([1 if kinds[i] in PROMOTER_KINDS else 0 for i in known])
+        voice = None
+        if len(known) and voice_y.min() != voice_y.max():
+            voice = LogisticRegression(C=self.context_C, class_weight="balanced", max_iter=2000,
+                                       solver="liblinear")
+            voice.fit(Xp[known], voice_y)
+        return {"vec": vec, "sentence_models": sentence_models, "ctx_vec": ctx_vec, "ctx": ctx, "voice": voice}
 
     # -- scoring -----------------------------------------------------------
 
     @staticmethod
     def _n_page_features() -> int:
-        return 5 + len(CATEGORIES) + 1
+        return 7 + len(CATEGORIES) + 1
 
     @staticmethod
     def _predict_column(model, X) -> np.ndarray:
@@ -277,7 +310,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         return model.predict_proba(X)[:, 1]
 
     def _sentence_probs(self, parts, sentences: List[str]):
-        X = parts["vec"].transform(sentences)
+        X = parts["vec"].transform(sentence_documents(sentences, self.mask_entities))
         probs = np.column_stack([self._predict_column(m, X) for m in parts["sentence_models"]])
         return X, probs
 
@@ -289,7 +322,9 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
             all_sents.extend(p.sentences)
             offsets.append(len(all_sents))
         Xs, probs = self._sentence_probs(parts, all_sents)
-        ctx = parts["ctx"].predict_proba(parts["ctx_vec"].transform([p.text for p in pages]))[:, 1]
+        Xp = parts["ctx_vec"].transform([p.text for p in pages])
+        ctx = parts["ctx"].predict_proba(Xp)[:, 1]
+        voice = parts["voice"].predict_proba(Xp)[:, 1] if parts["voice"] is not None else np.full(len(pages), 0.5)
         feats = np.zeros((len(pages), self._n_page_features()))
         for i in range(len(pages)):
             P = probs[offsets[i]:offsets[i + 1]]
@@ -299,8 +334,11 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
             feats[i, 2] = np.log1p((claim >= 0.5).sum())
             feats[i, 3] = (claim >= 0.5).mean()
             feats[i, 4] = ctx[i]
+            feats[i, 5] = voice[i]
+            # A claim counts most when the page speaks for a seller.
+            feats[i, 6] = claim[0] * voice[i]
             # Category evidence only counts where the sentence is a claim.
-            feats[i, 5:5 + len(CATEGORIES)] = (P[:, 1:] * P[:, :1]).max(axis=0)
+            feats[i, 7:7 + len(CATEGORIES)] = (P[:, 1:] * P[:, :1]).max(axis=0)
             feats[i, -1] = np.log1p(len(P))
         return feats, Xs, probs, offsets
 

@@ -1,0 +1,163 @@
+"""``regenwatch evaluate``: the training report for any labeled page file.
+
+The file is in the dev-set format (``id, text, label, severity, categories,
+evidence``). The report gives page-level precision, recall, F1 and PR-AUC at
+the model's threshold, calibration error, sentence-level per-category F1,
+how often a flagged page's rationale quotes a gold evidence sentence and how
+often its categories overlap the gold ones, and the seeds' decisions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from regenwatch.models.artifact import load_model
+from regenwatch.models.classifier import CATEGORIES, ClaimModel, label_sentences, severity_for
+from regenwatch.models.text import normalize_page, sentence_key
+from regenwatch.training.data_io import read_jsonl, validate_page_row
+from regenwatch.training.metrics import page_metrics
+
+
+def _f1(tp: int, fp: int, fn: int) -> Dict[str, float]:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return {"precision": round(p, 4), "recall": round(r, 4),
+            "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0, "support": tp + fn}
+
+
+def sentence_counts(model: ClaimModel, pages, rows) -> Dict[str, List[int]]:
+    """Per-category [tp, fp, fn] over the labeled sentences of the pages.
+
+    A sentence is predicted to carry a category when its claim probability
+    reaches the model's rationale threshold and the category probability its
+    category threshold: the same rule the rationale uses.
+    """
+    counts = {c: [0, 0, 0] for c in ("claim",) + CATEGORIES}
+    texts: List[str] = []
+    gold: List[set] = []
+    for page, row in zip(pages, rows):
+        for sent, cats in label_sentences(page, int(row["label"]), row.get("evidence")):
+            texts.append(sent)
+            gold.append(set(cats))
+    if not texts:
+        return counts
+    _, probs = model._sentence_probs(model.parts_, texts)
+    is_claim = probs[:, 0] >= model.rationale_threshold
+    for i, g in enumerate(gold):
+        pred = set()
+        if is_claim[i]:
+            pred.add("claim")
+            pred |= {c for k, c in enumerate(CATEGORIES) if probs[i, k + 1] >= model.category_threshold}
+        g = set(g) | ({"claim"} if g else set())
+        for c in counts:
+            if c in pred and c in g:
+                counts[c][0] += 1
+            elif c in pred:
+                counts[c][1] += 1
+            elif c in g:
+                counts[c][2] += 1
+    return counts
+
+
+def merge_counts(total: Dict[str, List[int]], part: Dict[str, List[int]]) -> None:
+    for c, v in part.items():
+        acc = total.setdefault(c, [0, 0, 0])
+        for i in range(3):
+            acc[i] += v[i]
+
+
+def sentence_report(counts: Dict[str, List[int]]) -> Dict[str, Dict[str, float]]:
+    return {c: _f1(*v) for c, v in counts.items()}
+
+
+def _rationale_hits(rationale, evidence) -> bool:
+    gold = [sentence_key(e["sentence"]) for e in evidence or ()]
+    for item in rationale:
+        key = sentence_key(item.sentence)
+        for g in gold:
+            if key == g or (len(key) >= 25 and len(g) >= 25 and (key in g or g in key)):
+                return True
+    return False
+
+
+def evaluate_rows(model: ClaimModel, rows: Sequence[dict], threshold: Optional[float] = None) -> Dict:
+    threshold = model.threshold if threshold is None else threshold
+    pages = [normalize_page(r["text"]) for r in rows]
+    scores = model.score_pages(pages, threshold=threshold)
+    y = np.array([int(r["label"]) for r in rows])
+    s = np.array([x.score for x in scores])
+    report = {"page": page_metrics(y, s, threshold)}
+    correct = [(r, x) for r, x in zip(rows, scores) if r["label"] == 1 and x.score >= threshold]
+    with_ev = [(r, x) for r, x in correct if r.get("evidence")]
+    hits = sum(_rationale_hits(x.rationale, r["evidence"]) for r, x in with_ev)
+    with_cats = [(r, x) for r, x in correct if r.get("categories")]
+    overlap = sum(bool(set(x.categories) & set(r["categories"])) for r, x in with_cats)
+    sev = [(r, x) for r, x in correct if r.get("severity")]
+    report["rationale"] = {
+        "flagged_correctly": len(correct),
+        "evidence_hit_rate": round(hits / len(with_ev), 4) if with_ev else None,
+        "category_overlap_rate": round(overlap / len(with_cats), 4) if with_cats else None,
+        "severity_agreement": round(sum(severity_for(x.categories) == r["severity"] for r, x in sev) / len(sev), 4)
+        if sev else None,
+    }
+    report["sentence"] = sentence_report(sentence_counts(model, pages, rows))
+    report["errors"] = [
+        {"id": r["id"], "label": int(r["label"]), "score": round(x.score, 4),
+         "top": x.rationale[0].sentence[:160] if x.rationale else None}
+        for r, x in zip(rows, scores) if (x.score >= threshold) != bool(r["label"])
+    ]
+    report["scores"] = {r["id"]: round(x.score, 4) for r, x in zip(rows, scores)}
+    return report
+
+
+def format_report(report: Dict, title: str) -> str:
+    p = report["page"]
+    lines = [title,
+             f"  pages {p['pages']} (positives {p['positives']}), threshold {p['threshold']:.4f}",
+             f"  precision {p['precision']:.3f}  recall {p['recall']:.3f}  F1 {p['f1']:.3f}  "
+             f"PR-AUC {p['pr_auc'] if p['pr_auc'] is not None else 'n/a'}  ECE {p['ece']:.3f}"]
+    if "rationale" in report:
+        r = report["rationale"]
+        lines.append(f"  rationale quotes gold evidence: {r['evidence_hit_rate']}  "
+                     f"categories overlap gold: {r['category_overlap_rate']}  severity agrees: {r['severity_agreement']}")
+    if "sentence" in report:
+        lines.append("  sentence-level F1 (support):")
+        for c, v in report["sentence"].items():
+            lines.append(f"    {c:<30} F1 {v['f1']:.3f}  P {v['precision']:.3f}  R {v['recall']:.3f}  ({v['support']})")
+    for e in report.get("errors", [])[:20]:
+        lines.append(f"  error: {e['id']} label {e['label']} score {e['score']}: {e['top']}")
+    return "\n".join(lines)
+
+
+def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="regenwatch evaluate", description=__doc__,
+                                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="Labeled page file (JSON Lines, dev-set format).")
+    parser.add_argument("--model", default="default", help="Model artifact URI; 'default' is the shipped model.")
+    parser.add_argument("--threshold", type=float, default=None, help="Override the manifest's threshold.")
+    parser.add_argument("--json", default=None, help="Also write the full report as JSON to this path.")
+    return parser
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    loaded = load_model(args.model)
+    rows = [validate_page_row(r, f"{args.data}:{i}") for i, r in enumerate(read_jsonl(args.data), 1)]
+    report = evaluate_rows(loaded.model, rows, args.threshold)
+    report["model_version"] = loaded.version
+    print(format_report(report, f"evaluation of model {loaded.version} on {args.data}"))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return evaluate_command(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
