@@ -2,18 +2,24 @@
 
 Each emits good elements on the main output and failures on the
 ``DEAD_LETTER`` tagged output, counting both; ``ScoreBatchFn`` loads the model
-once per worker in ``setup()``.
+once per worker process in ``setup()`` and, in streaming, can swap it for a
+newly promoted one.
 """
 from __future__ import annotations
 
 import logging
-from typing import Iterable, List, Optional, Tuple
+import math
+import threading
+import time
+from typing import Callable, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.utils import shared
 
-from regenwatch.models.artifact import load_model
+from regenwatch.models.artifact import LoadedModel, ModelLoadError, load_model, read_manifest, resolve_model_uri
 from regenwatch.models.text import PageError, normalize_page
 from regenwatch.pipelines.pages import (
     InputError,
@@ -160,58 +166,148 @@ class NormalizeFn(beam.DoFn):
         yield page, normalized
 
 
+class _ModelHolder:
+    """The model a worker process decides with, shared by its ScoreBatchFn instances.
+
+    One per worker process and ScoreBatchFn (through ``apache_beam.utils.shared``),
+    so threads share one copy of the model, and a runner that re-creates DoFn
+    instances per bundle (the Python DirectRunner does) keeps the model it
+    hot-swapped to instead of reloading whatever is at the path. ``current``
+    is replaced, never mutated, so a batch reads it once and is decided by
+    one model from start to end.
+    """
+
+    def __init__(self, loaded: LoadedModel, next_check: float):
+        self.current = loaded
+        self.next_check = next_check
+        # (manifest SHA-256, artifact size, artifact mtime) of a candidate
+        # that failed verification: it is not re-read every check, but a
+        # rewrite of either file is verified afresh.
+        self.refused: Optional[tuple] = None
+        self.lock = threading.Lock()
+
+
 class ScoreBatchFn(beam.DoFn):
     """A batch of (Page, NormalizedPage) -> decision records, plus flagged records tagged FLAGGED.
 
-    The model is verified and loaded once per worker in setup(); a batch is
-    scored with one vectorized call. If a batch fails, its pages are scored one
-    by one so that only the page at fault becomes a dead letter.
+    The model is verified and loaded once per worker process in setup(); a
+    batch is scored with one vectorized call. If a batch fails, its pages are
+    scored one by one so that only the page at fault becomes a dead letter.
+
+    Hot swap (``refresh_seconds`` > 0, streaming): at most every
+    ``refresh_seconds`` by ``clock`` the manifest at the model path is read;
+    when its SHA-256 differs from the model in use, the new artifact is loaded
+    through :func:`load_model` (hash, HMAC and library checks) and replaces
+    the old one for the next batch. A candidate that fails verification is
+    refused (counter ``model_swaps_refused``, a warning naming the reason)
+    and the old model keeps deciding. Every record carries the
+    ``model_version`` that decided it. With ``refresh_seconds`` 0 (batch) the
+    model path is read once, in setup().
     """
 
-    def __init__(self, model_uri: str, threshold: Optional[float]):
+    def __init__(self, model_uri: str, threshold: Optional[float], refresh_seconds: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.model_uri = model_uri
         self.threshold_override = threshold
+        self.refresh_seconds = float(refresh_seconds or 0.0)
+        self.clock = clock
+        self._shared = shared.Shared()
         self.decided = Metrics.counter(NAMESPACE, "pages_decided")
         self.dead = _dead_counter("score")
         self.flag_counters = {s: Metrics.counter(NAMESPACE, f"flagged_{s}") for s in ("high", "medium", "low")}
         self.batch_sizes = Metrics.distribution(NAMESPACE, "score_batch_size")
+        self.swap_counter = Metrics.counter(NAMESPACE, "model_swaps")
+        self.refused_counter = Metrics.counter(NAMESPACE, "model_swaps_refused")
+
+    def _first_load(self) -> _ModelHolder:
+        loaded = load_model(self.model_uri)
+        logging.info("regenwatch model %s loaded from %s", loaded.version, self.model_uri)
+        return _ModelHolder(loaded, self._next_check_after(self.clock()))
+
+    def _next_check_after(self, now: float) -> float:
+        return now + self.refresh_seconds if self.refresh_seconds > 0 else math.inf
 
     def setup(self):
-        loaded = load_model(self.model_uri)
-        self.model = loaded.model
-        self.model_version = loaded.version
-        self.threshold = (self.threshold_override if self.threshold_override is not None
-                          else float(loaded.manifest.get("threshold", 0.5)))
-        logging.info("regenwatch model %s loaded from %s (threshold %.3f)",
-                     self.model_version, self.model_uri, self.threshold)
+        self.holder = self._shared.acquire(self._first_load)
 
-    def _emit(self, page, normalized, score, processed_at):
+    def _threshold(self, loaded: LoadedModel) -> float:
+        if self.threshold_override is not None:
+            return self.threshold_override
+        return float(loaded.manifest.get("threshold", 0.5))
+
+    def _candidate_key(self, artifact_uri: str, manifest: dict) -> tuple:
+        try:
+            [meta] = FileSystems.match([artifact_uri])[0].metadata_list
+            return manifest["sha256"], meta.size_in_bytes, meta.last_updated_in_seconds
+        except (OSError, ValueError, BeamIOError):
+            return manifest["sha256"], None, None
+
+    def maybe_refresh(self) -> LoadedModel:
+        """The model to decide the next batch with, after a manifest check if one is due."""
+        holder = self.holder
+        if self.clock() < holder.next_check:
+            return holder.current
+        with holder.lock:
+            now = self.clock()
+            if now < holder.next_check:  # another thread checked meanwhile
+                return holder.current
+            holder.next_check = self._next_check_after(now)
+            artifact_uri = resolve_model_uri(self.model_uri)
+            try:
+                manifest = read_manifest(artifact_uri)
+            except ModelLoadError as exc:
+                # Mid-promotion or a removed file: the model in use stays; the
+                # next check looks again.
+                logging.warning("model check: %s; still deciding with %s", exc, holder.current.version)
+                return holder.current
+            if manifest["sha256"] == holder.current.manifest["sha256"]:
+                return holder.current
+            key = self._candidate_key(artifact_uri, manifest)
+            if key == holder.refused:
+                return holder.current
+            try:
+                loaded = load_model(self.model_uri)
+            except ModelLoadError as exc:
+                holder.refused = key
+                self.refused_counter.inc()
+                logging.warning("model %s at %s refused, still deciding with %s: %s",
+                                manifest.get("version"), artifact_uri, holder.current.version, exc)
+                return holder.current
+            logging.warning("model swapped: %s -> %s (%s)", holder.current.version, loaded.version, artifact_uri)
+            holder.current = loaded
+            holder.refused = None
+            self.swap_counter.inc()
+            return loaded
+
+    def _emit(self, loaded, threshold, page, normalized, score, processed_at):
         self.decided.inc()
-        decision = decision_record(page, score, self.threshold, self.model_version, processed_at)
+        decision = decision_record(page, score, threshold, loaded.version, processed_at)
         if decision["flagged"]:
             self.flag_counters[decision["severity"]].inc()
             yield beam.pvalue.TaggedOutput(FLAGGED, flagged_record(
-                page, normalized, score, self.threshold, self.model_version, processed_at))
+                page, normalized, score, threshold, loaded.version, processed_at))
         yield decision
 
     def process(self, batch: List[Tuple[Page, object]]):
         self.batch_sizes.update(len(batch))
+        loaded = self.maybe_refresh()
+        threshold = self._threshold(loaded)
         processed_at = now_millis()
         try:
-            scores = self.model.score_pages([n for _, n in batch], threshold=self.threshold)
+            scores = loaded.model.score_pages([n for _, n in batch], threshold=threshold)
         except (ValueError, TypeError, ArithmeticError, MemoryError) as exc:
             logging.warning("batch of %d failed (%s); scoring pages one by one", len(batch), exc)
-            yield from self._one_by_one(batch, processed_at)
+            yield from self._one_by_one(loaded, threshold, batch, processed_at)
             return
         for (page, normalized), score in zip(batch, scores):
-            yield from self._emit(page, normalized, score, processed_at)
+            yield from self._emit(loaded, threshold, page, normalized, score, processed_at)
 
-    def _one_by_one(self, batch, processed_at) -> Iterable:
+    def _one_by_one(self, loaded, threshold, batch, processed_at) -> Iterable:
         for page, normalized in batch:
             try:
-                [score] = self.model.score_pages([normalized], threshold=self.threshold)
+                [score] = loaded.model.score_pages([normalized], threshold=threshold)
             except (ValueError, TypeError, ArithmeticError, MemoryError) as exc:
                 self.dead.inc()
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(page, "score", exc))
                 continue
-            yield from self._emit(page, normalized, score, processed_at)
+            yield from self._emit(loaded, threshold, page, normalized, score, processed_at)

@@ -5,6 +5,8 @@ filesystem run in :func:`validate_options` at submission, never on workers.
 """
 from __future__ import annotations
 
+import os
+
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from regenwatch.models.text import DEFAULT_MAX_SENTENCES
@@ -59,6 +61,48 @@ class RegenwatchOptions(PipelineOptions):
             default=1.0,
             help="Exit non-zero when dead letters / pages read exceeds this ratio (0-1).",
         )
+        # Streaming (regenwatch stream); the batch job ignores these.
+        parser.add_argument(
+            "--input_subscription",
+            default=None,
+            help="(stream) Pub/Sub subscription to read pages from, one JSON page per message: "
+                 "projects/<project>/subscriptions/<name>. Instead of --input, which in stream mode "
+                 "is a file glob polled for new and rewritten files.",
+        )
+        parser.add_argument(
+            "--window_seconds",
+            type=float,
+            default=60.0,
+            help="(stream) Fixed window length; each window gets its own output files.",
+        )
+        parser.add_argument(
+            "--poll_seconds",
+            type=float,
+            default=10.0,
+            help="(stream) How often the --input glob is matched for new or rewritten files.",
+        )
+        parser.add_argument(
+            "--stop_after_seconds",
+            type=float,
+            default=0.0,
+            help="(stream, --input only) Stop watching the glob this long after start, so the "
+                 "job drains and ends; 0 watches until the job is cancelled.",
+        )
+        parser.add_argument(
+            "--dedup_seconds",
+            type=float,
+            default=3600.0,
+            help="(stream) A page re-delivered with the same id and content within this much "
+                 "event time of its first delivery is dropped (and counted).",
+        )
+        parser.add_argument(
+            "--model_refresh_seconds",
+            type=float,
+            default=None,
+            help="(stream) Check the model's manifest at most this often and swap in a newly "
+                 "promoted model that passes verification; 0 never checks. Default 60 for "
+                 "regenwatch stream; the batch job reads the model once.",
+        )
 
 
 def validate_options(opts: RegenwatchOptions) -> None:
@@ -80,3 +124,53 @@ def validate_options(opts: RegenwatchOptions) -> None:
         errors.append("--max_dead_letter_ratio must be within [0, 1]")
     if errors:
         raise ValueError("; ".join(errors))
+
+
+DEFAULT_STREAM_MODEL_REFRESH_SECONDS = 60.0
+
+
+def stream_model_refresh_seconds(opts: RegenwatchOptions) -> float:
+    if opts.model_refresh_seconds is None:
+        return DEFAULT_STREAM_MODEL_REFRESH_SECONDS
+    return opts.model_refresh_seconds
+
+
+def validate_stream_options(opts: RegenwatchOptions) -> None:
+    """Submission-time checks of ``regenwatch stream``; raises ValueError."""
+    errors = []
+    if bool(opts.input) == bool(opts.input_subscription):
+        errors.append("exactly one of --input (a file glob to watch) and --input_subscription is required")
+    if opts.input_subscription and not opts.input_subscription.startswith("projects/"):
+        errors.append("--input_subscription must look like projects/<project>/subscriptions/<name>")
+    if opts.input_subscription and opts.stop_after_seconds:
+        errors.append("--stop_after_seconds applies to a watched --input glob only")
+    if not opts.output:
+        errors.append("--output is required")
+    if opts.threshold is not None and not 0.0 <= opts.threshold <= 1.0:
+        errors.append(f"--threshold must be within [0, 1], got {opts.threshold}")
+    for name in ("window_seconds", "poll_seconds", "dedup_seconds"):
+        if getattr(opts, name) <= 0:
+            errors.append(f"--{name} must be positive")
+    for name in ("stop_after_seconds", "model_refresh_seconds"):
+        value = getattr(opts, name)
+        if value is not None and value < 0:
+            errors.append(f"--{name} must be 0 or positive")
+    for name in ("max_page_bytes", "max_sentences", "batch_size"):
+        if getattr(opts, name) <= 0:
+            errors.append(f"--{name} must be positive")
+    if errors:
+        raise ValueError("; ".join(errors))
+
+
+def absolute_local_paths(opts: RegenwatchOptions) -> None:
+    """Make local --input, --output and --model paths absolute, at submission.
+
+    Workers run in another working directory (a worker pool, a container), and
+    Beam's file reads match nothing, silently, for a relative path that does
+    not exist there. Paths with a scheme (gs://, s3://...) and the model name
+    'default' are left as they are.
+    """
+    for name in ("input", "output", "model"):
+        value = getattr(opts, name, None)
+        if value and value != "default" and "://" not in value:
+            setattr(opts, name, os.path.abspath(value))

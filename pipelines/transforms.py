@@ -117,9 +117,12 @@ class ModeratePages(beam.PTransform):
     """
 
     def __init__(self, model_uri: str = "default", threshold: Optional[float] = None,
-                 max_bytes: int = 5 * 1024 * 1024, max_sentences: int = 2000, batch_size: int = 64):
+                 max_bytes: int = 5 * 1024 * 1024, max_sentences: int = 2000, batch_size: int = 64,
+                 model_refresh_seconds: float = 0.0):
         super().__init__()
         self.model_uri = model_uri
+        # > 0 (streaming): ScoreBatchFn swaps in a newly promoted model; 0 reads it once.
+        self.model_refresh_seconds = model_refresh_seconds
         self.threshold = threshold
         self.max_bytes = max_bytes
         self.max_sentences = max_sentences
@@ -131,7 +134,8 @@ class ModeratePages(beam.PTransform):
         scored = (
             normalized.pages
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.batch_size)
-            | "Score" >> beam.ParDo(ScoreBatchFn(self.model_uri, self.threshold)).with_outputs(
+            | "Score" >> beam.ParDo(ScoreBatchFn(
+                self.model_uri, self.threshold, refresh_seconds=self.model_refresh_seconds)).with_outputs(
                 DEAD_LETTER, FLAGGED, main="decisions")
         )
         dead = (normalized[DEAD_LETTER], scored[DEAD_LETTER]) | "ModerationDeadLetters" >> beam.Flatten()

@@ -68,6 +68,71 @@ def cmd_run(argv: List[str]) -> int:
     return 0
 
 
+STREAM_HELP = """usage: regenwatch stream (--input GLOB | --input_subscription SUB) --output DIR [--window_seconds S]
+                         [--model URI] [--model_refresh_seconds S] [Beam pipeline options...]
+
+Moderate pages as they arrive and write, under DIR, one set of files per fixed window:
+  flagged-<start>-<end>-00000-of-00001.avro     the reviewer queue of the window
+  decisions-<start>-<end>-00000-of-00001.avro   one record per page decided in the window
+  deadletter-<start>-<end>-00000-of-00001.avro  inputs of the window that could not be processed
+(same schemas as regenwatch run; <start>/<end> are the window bounds, UTC, like 20260101T120000Z).
+
+Sources:
+  --input_subscription projects/P/subscriptions/S   Pub/Sub, one JSON page per message (needs the [gcp] extra)
+  --input 'DIR/*.jsonl'                             a folder polled every --poll_seconds; new and
+                                                    rewritten files are read (.jsonl, .avro, .warc)
+A page re-delivered with the same id and content within --dedup_seconds is dropped and counted.
+The model path is re-checked every --model_refresh_seconds (default 60): a newly promoted model
+(artifact, then manifest) that passes verification replaces the old one without a restart; one
+that fails is refused and the old model keeps deciding. Each record names its model_version.
+
+Locally (no --runner) a folder is watched by the FnApiRunner until --stop_after_seconds and every
+window is written when the run ends; Pub/Sub runs on the Python DirectRunner, which writes each
+window as it closes. On Dataflow: --runner DataflowRunner --streaming (see the README, "Streaming").
+
+regenwatch options:
+{options}
+
+Exit code: 0 when the job ends; 1 when the model is refused at submission or the job fails;
+2 on invalid options.
+"""
+
+
+def _options_lines() -> str:
+    from regenwatch.pipelines.options import RegenwatchOptions
+
+    parser = argparse.ArgumentParser(add_help=False)
+    RegenwatchOptions._add_argparse_args(parser)
+    lines = []
+    for action in parser._actions:
+        flag = ", ".join(action.option_strings)
+        default = f" (default: {action.default})" if action.default not in (None, argparse.SUPPRESS) else ""
+        lines.append(f"  {flag:<24} {action.help}{default}")
+    return "\n".join(lines)
+
+
+def cmd_stream(argv: List[str]) -> int:
+    if not argv or "-h" in argv or "--help" in argv:
+        print(STREAM_HELP.format(options=_options_lines()))
+        return 0 if argv else 2
+    from regenwatch.models.artifact import ModelLoadError
+    from regenwatch.pipelines.streaming import run
+
+    try:
+        result = run(argv)
+    except ValueError as exc:
+        print(f"regenwatch stream: {exc}", file=sys.stderr)
+        return 2
+    except ModelLoadError as exc:
+        print(f"regenwatch stream: model refused: {exc}", file=sys.stderr)
+        return 1
+    state = str(result.state)
+    if state not in ("DONE", "PipelineState.DONE"):
+        print(f"regenwatch stream: the job ended in state {state}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_train(argv: List[str]) -> int:
     from regenwatch.training.train import build_parser, train_command
 
@@ -82,6 +147,7 @@ def cmd_evaluate(argv: List[str]) -> int:
 
 COMMANDS = {
     "run": (cmd_run, "moderate pages in batch and write the reviewer queue"),
+    "stream": (cmd_stream, "moderate pages as they arrive (Pub/Sub or a watched folder), per window"),
     "train": (cmd_train, "retrain the classifier from the labeled sample set"),
     "evaluate": (cmd_evaluate, "measure a model on a labeled page file"),
 }
