@@ -12,7 +12,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from regenwatch.models.artifact import load_model
 from regenwatch.pipelines.dofns import NAMESPACE
-from regenwatch.pipelines.options import RegenwatchOptions, validate_options
+from regenwatch.pipelines.options import RegenwatchOptions, absolute_local_paths, validate_options
 from regenwatch.pipelines.transforms import (
     ModeratePages,
     ReadPages,
@@ -102,6 +102,8 @@ def run(argv: Optional[List[str]] = None, save_main_session: bool = False) -> Pi
     options = make_options(argv)
     opts = options.view_as(RegenwatchOptions)
     validate_options(opts)
+    # Workers run elsewhere (another directory, another machine): no relative paths.
+    absolute_local_paths(opts)
     # Fail at submission, not on a worker, when the model is unusable.
     load_model(opts.model)
     removed = remove_previous_outputs(opts.output)
