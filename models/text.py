@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from selectolax.lexbor import LexborHTMLParser
 
@@ -158,6 +158,28 @@ def _script(ch: str) -> Optional[str]:
     return None
 
 
+def _script_counts(text: str) -> Tuple[int, int]:
+    latin = other = 0
+    for ch in text:
+        s = _script(ch)
+        if s == "latin":
+            latin += 1
+        elif s is not None:
+            other += 1
+    return latin, other
+
+
+def _word_scripts(word: str) -> Tuple[bool, bool]:
+    has_latin = has_other = False
+    for ch in word:
+        s = _script(ch)
+        if s == "latin":
+            has_latin = True
+        elif s is not None:
+            has_other = True
+    return has_latin, has_other
+
+
 def fold_homoglyphs(text: str) -> Tuple[str, int]:
     """Fold Cyrillic/Greek look-alike letters to Latin inside Latin-script words.
 
@@ -166,39 +188,45 @@ def fold_homoglyphs(text: str) -> Tuple[str, int]:
     Latin (obfuscators swap whole short words such as "оn"). Genuine Russian or
     Greek text is left alone: its words contain non-confusable letters and its
     page is not mostly Latin. Returns the text and the number of words folded.
+
+    Two passes, mixed words first: "mostly Latin" is judged on the page after
+    its mixed words are folded. Judged before, folding could tip the balance
+    and a second call would fold more (fold_text must be a fixed point).
     """
-    latin = other = 0
-    for ch in text:
-        s = _script(ch)
-        if s == "latin":
-            latin += 1
-        elif s is not None:
-            other += 1
+    latin, other = _script_counts(text)
     if other == 0:
         return text, 0
-    mostly_latin = latin > 2 * other
     folded = 0
 
-    def repl(m: "re.Match[str]") -> str:
+    def fold_mixed(m: "re.Match[str]") -> str:
         nonlocal folded
         word = m.group(0)
-        has_latin = has_other = False
-        for ch in word:
-            s = _script(ch)
-            if s == "latin":
-                has_latin = True
-            elif s is not None:
-                has_other = True
-        if not has_other:
+        has_latin, has_other = _word_scripts(word)
+        if not (has_latin and has_other):
             return word
         translated = word.translate(_CONFUSABLE_TABLE)
-        if has_latin or (mostly_latin and all(_script(c) != "cyrillic" and _script(c) != "greek" for c in translated)):
-            if translated != word:
-                folded += 1
-            return translated
-        return word
+        if translated != word:
+            folded += 1
+        return translated
 
-    return _WORD.sub(repl, text), folded
+    text = _WORD.sub(fold_mixed, text)
+    latin, other = _script_counts(text)
+    if other == 0 or not latin > 2 * other:
+        return text, folded
+
+    def fold_confusable_only(m: "re.Match[str]") -> str:
+        nonlocal folded
+        word = m.group(0)
+        has_latin, has_other = _word_scripts(word)
+        if has_latin or not has_other:
+            return word
+        translated = word.translate(_CONFUSABLE_TABLE)
+        if any(_script(c) in ("cyrillic", "greek") for c in translated):
+            return word  # a real Cyrillic/Greek word, not a disguise
+        folded += 1
+        return translated
+
+    return _WORD.sub(fold_confusable_only, text), folded
 
 
 # "c u r e s", "c.u.r.e.s", "c-u-r-e-s": three or more single letters joined
@@ -226,36 +254,47 @@ def join_spaced_letters(text: str) -> Tuple[str, int]:
     return _SPACED.sub(repl, text), count
 
 
-_HSPACE = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+_HSPACE = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
+# Line and paragraph separators end a line like "\n" does.
+_NEWLINES = str.maketrans({"\r": "\n", "\u2028": "\n", "\u2029": "\n"})
+
+
+def _tidy_whitespace(text: str) -> str:
+    lines = [_HSPACE.sub(" ", line).strip() for line in text.split("\n")]
+    return _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip()
 
 
 def fold_text(text: str) -> Tuple[str, List[str]]:
     """NFKC, invisible-character removal, homoglyph folding, de-spacing.
 
     Returns the folded text and the obfuscation signals found, in a fixed order.
-    Idempotent: fold_text(fold_text(x)[0])[0] == fold_text(x)[0].
+    Idempotent: fold_text(fold_text(x)[0])[0] == fold_text(x)[0], and the
+    folded text shows no signals. The order of the steps is what makes it so:
+    whitespace is tidied before de-spacing (collapsing "c  u  r" afterwards
+    would make a new run for the next call), and homoglyphs are folded after
+    de-spacing (joining "с u r e" makes a mixed-script word to fold).
     """
     signals: List[str] = []
     stripped = text.translate(_ZERO_WIDTH)
     if len(stripped) != len(text):
         signals.append("zero_width")
-    cleaned = _CONTROL.sub(" ", stripped.replace("\r\n", "\n").replace("\r", "\n"))
-    if cleaned != stripped.replace("\r\n", "\n").replace("\r", "\n"):
+    unified = stripped.replace("\r\n", "\n").translate(_NEWLINES)
+    cleaned = _CONTROL.sub(" ", unified)
+    if cleaned != unified:
         signals.append("control_chars")
     nfkc = unicodedata.normalize("NFKC", cleaned)
-    # NFKC can itself produce zero-width or control characters from
-    # compatibility forms; remove them again so the result is a fixed point.
-    nfkc = _CONTROL.sub(" ", nfkc.translate(_ZERO_WIDTH))
-    folded, n_words = fold_homoglyphs(nfkc)
+    # NFKC can itself produce zero-width, control or line-separator characters
+    # from compatibility forms; remove them again so the result is a fixed point.
+    nfkc = _CONTROL.sub(" ", nfkc.translate(_ZERO_WIDTH).translate(_NEWLINES))
+    tidy = _tidy_whitespace(nfkc)
+    despaced, n_runs = join_spaced_letters(tidy)
+    folded, n_words = fold_homoglyphs(despaced)
     if n_words:
         signals.append("homoglyphs")
-    despaced, n_runs = join_spaced_letters(folded)
     if n_runs:
         signals.append("spaced_letters")
-    lines = [_HSPACE.sub(" ", line).strip() for line in despaced.split("\n")]
-    out = _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip()
-    return out, signals
+    return folded, signals
 
 
 # --------------------------------------------------------------------------
@@ -267,18 +306,26 @@ _ABBREV = frozenset(
 )
 # Candidate boundaries: terminal punctuation (optionally closing quotes or
 # brackets) followed by space, or glued directly to a capitalised word
-# ("involved.One"), or CJK full stops.
-_BOUNDARY = re.compile(r"([.!?…]+[\"'”’)\]]*)(\s+|(?=[A-Z][a-z]))|([。！？]+)")
+# ("involved.One"), or CJK full stops. The lookbehind lets a match start
+# only at the first mark of a run: without it every position inside "!!!!…"
+# retried the whole run, quadratic in its length (a 1 MB run took hours).
+_BOUNDARY = re.compile(r"(?<![.!?…])([.!?…]+[\"'”’)\]]*)(\s+|(?=[A-Z][a-z]))|([。！？]+)")
+# Longest abbreviation in _ABBREV is 4 characters; looking further back for
+# the word before a full stop is never needed.
+_LAST_WORD_WINDOW = 16
 _BULLET = re.compile(r"^[\-\*•·▪►✓✔–—]+\s*")
 
 
-def _split_line(line: str) -> List[str]:
-    parts: List[str] = []
+def _split_line(line: str) -> Iterator[str]:
+    # A generator: split_sentences stops pulling at its sentence cap, so a
+    # line of 100k sentences costs only as much as the sentences kept.
     start = 0
     for m in _BOUNDARY.finditer(line):
         end = m.end(1) if m.group(1) else m.end(3)
         if m.group(1):
-            before = line[start:m.start(1)]
+            # A bounded window, not line[start:...]: on "Dr. Dr. Dr. ..." every
+            # candidate is skipped and the slice from start grew each time.
+            before = line[max(start, m.start(1) - _LAST_WORD_WINDOW):m.start(1)]
             last = before.rsplit(None, 1)[-1].lower() if before.strip() else ""
             # Abbreviations, initials ("J. Smith") and decimals are not ends.
             if m.group(1) == "." and (last in _ABBREV or (len(last) == 1 and last.isalpha())):
@@ -288,33 +335,48 @@ def _split_line(line: str) -> List[str]:
                 continue
         piece = line[start:end].strip()
         if piece:
-            parts.append(piece)
+            yield piece
         start = m.end()
     tail = line[start:].strip()
     if tail:
-        parts.append(tail)
-    return parts
+        yield tail
 
 
-def _chunk(sentence: str, limit: int = MAX_SENTENCE_CHARS) -> List[str]:
-    """Cut an overlong run-on 'sentence' at spaces so work per sentence is bounded."""
+def _chunk(sentence: str, limit: int = MAX_SENTENCE_CHARS) -> Iterator[str]:
+    """Cut an overlong run-on 'sentence' at spaces so work per sentence is bounded.
+
+    Walks an index instead of re-slicing the remainder (which copied a 5 MB
+    word once per 600-character chunk), and yields so the caller's sentence
+    cap ends the work.
+    """
     if len(sentence) <= limit:
-        return [sentence]
-    chunks = []
-    while len(sentence) > limit:
-        cut = sentence.rfind(" ", limit // 2, limit)
-        if cut <= 0:
-            cut = limit
-        chunks.append(sentence[:cut].strip())
-        sentence = sentence[cut:].strip()
-    if sentence:
-        chunks.append(sentence)
-    return chunks
+        yield sentence
+        return
+    pos, n = 0, len(sentence)
+    while n - pos > limit:
+        cut = sentence.rfind(" ", pos + limit // 2, pos + limit)
+        if cut <= pos:
+            cut = pos + limit
+        chunk = sentence[pos:cut].strip()
+        if chunk:
+            yield chunk
+        pos = cut
+        while pos < n and sentence[pos].isspace():
+            pos += 1
+    rest = sentence[pos:].strip()
+    if rest:
+        yield rest
 
 
 def split_sentences(text: str, max_sentences: int = DEFAULT_MAX_SENTENCES) -> List[str]:
-    """Sentences of folded text: block lines first, then terminal punctuation."""
+    """Sentences of folded text: block lines first, then terminal punctuation.
+
+    At most ``max_sentences`` are returned, and no line is split further once
+    the cap is reached.
+    """
     out: List[str] = []
+    if max_sentences <= 0:
+        return out
     for line in text.split("\n"):
         line = line.strip()
         if not line:
