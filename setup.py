@@ -50,9 +50,21 @@ setup(
         # WARC is a fiddly format (chunked/gzip members, HTTP headers inside
         # records); warcio is the reader Common Crawl and Webrecorder maintain.
         "warcio>=1.7",
+        # MinHash signatures for near-duplicate clustering of a run's pages
+        # (pipelines/clustering.py): maintained, numpy-vectorized, seeded.
+        "datasketch>=2.0,<3",
+        # PR-curve and calibration PNGs of the training/evaluation report and
+        # the review report; a hard dependency because an optional import
+        # would fail a training run late or silently drop the pictures.
+        "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "avro>=1.11"],
+        # wheel: tests/pipelines/test_portable.py's worker boot builds the
+        # staged --setup_file sdist offline (setuptools needs it for bdist_wheel).
+        "test": ["pytest>=8", "hypothesis>=6.100", "avro>=1.11", "wheel>=0.40"],
+        # Dataflow: gs:// paths and Pub/Sub (regenwatch stream --input_subscription).
+        # Same Beam version as install_requires, with Google Cloud I/O.
+        "gcp": ["apache-beam[gcp]==2.77.0"],
     },
     entry_points={"console_scripts": ["regenwatch=regenwatch.cli:main"]},
 )

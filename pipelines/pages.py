@@ -10,7 +10,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from regenwatch.models.classifier import PageScore, severity_for
 from regenwatch.models.text import DEFAULT_MAX_CONTENT_CHARS, NormalizedPage, PageError
@@ -157,6 +157,25 @@ def decision_record(page: Page, score: PageScore, threshold: float, model_versio
     }
 
 
+# Neighbouring sentences kept on each side of a rationale sentence so a
+# reviewer reads the claim in context. Neighbours rather than the page text:
+# a page may be 5 MB, while this bounds a flagged record to
+# max_rationale x 4 sentences of at most MAX_SENTENCE_CHARS each (~12 KB with
+# the defaults) whatever the page size; the full page stays in the inputs,
+# referenced by content_sha256.
+CONTEXT_SENTENCES = 2
+
+
+def sentence_context(sentences: Sequence[str], sentence: str, n: int = CONTEXT_SENTENCES) -> Dict[str, List[str]]:
+    """Up to n sentences before and after the first occurrence of sentence."""
+    try:
+        i = list(sentences).index(sentence)
+    except ValueError:
+        return {"context_before": [], "context_after": []}
+    return {"context_before": list(sentences[max(0, i - n):i]),
+            "context_after": list(sentences[i + 1:i + 1 + n])}
+
+
 def flagged_record(page: Page, normalized: NormalizedPage, score: PageScore, threshold: float,
                    model_version: str, processed_at: int) -> Dict[str, Any]:
     return {
@@ -174,6 +193,7 @@ def flagged_record(page: Page, normalized: NormalizedPage, score: PageScore, thr
                 "score": item.score,
                 "category_score": item.category_score,
                 "terms": list(item.terms),
+                **sentence_context(normalized.sentences, item.sentence),
             }
             for item in score.rationale
         ],

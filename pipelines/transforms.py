@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
+from regenwatch.pipelines.clustering import ClusterNearDuplicates
 from regenwatch.pipelines.dofns import (
     DEAD_LETTER,
     FLAGGED,
@@ -118,7 +119,7 @@ class ModeratePages(beam.PTransform):
 
     def __init__(self, model_uri: str = "default", threshold: Optional[float] = None,
                  max_bytes: int = 5 * 1024 * 1024, max_sentences: int = 2000, batch_size: int = 64,
-                 model_refresh_seconds: float = 0.0):
+                 model_refresh_seconds: float = 0.0, cluster: bool = True):
         super().__init__()
         self.model_uri = model_uri
         # > 0 (streaming): ScoreBatchFn swaps in a newly promoted model; 0 reads it once.
@@ -127,6 +128,10 @@ class ModeratePages(beam.PTransform):
         self.max_bytes = max_bytes
         self.max_sentences = max_sentences
         self.batch_size = batch_size
+        # Near-duplicate clustering of the run's pages (pipelines/clustering.py)
+        # adds cluster_id/cluster_size to flagged records; off, they keep the
+        # schema defaults (null, 1).
+        self.cluster = cluster
 
     def expand(self, pages):
         normalized = pages | "Normalize" >> beam.ParDo(
@@ -139,7 +144,10 @@ class ModeratePages(beam.PTransform):
                 DEAD_LETTER, FLAGGED, main="decisions")
         )
         dead = (normalized[DEAD_LETTER], scored[DEAD_LETTER]) | "ModerationDeadLetters" >> beam.Flatten()
-        return ModerationOutputs(decisions=scored.decisions, flagged=scored[FLAGGED], dead_letters=dead)
+        flagged = scored[FLAGGED]
+        if self.cluster:
+            flagged = (normalized.pages, flagged) | "ClusterNearDuplicates" >> ClusterNearDuplicates()
+        return ModerationOutputs(decisions=scored.decisions, flagged=flagged, dead_letters=dead)
 
 
 OUTPUT_PREFIXES = {"flagged": "flagged", "decision": "decisions", "deadletter": "deadletter"}

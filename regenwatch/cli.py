@@ -1,4 +1,4 @@
-"""``regenwatch`` command line: run, train, evaluate."""
+"""``regenwatch`` command line: run, train, evaluate, review, sample."""
 from __future__ import annotations
 
 import argparse
@@ -134,9 +134,14 @@ def cmd_stream(argv: List[str]) -> int:
 
 
 def cmd_train(argv: List[str]) -> int:
+    from regenwatch.training.feedback import FeedbackError
     from regenwatch.training.train import build_parser, train_command
 
-    return train_command(build_parser().parse_args(argv))
+    try:
+        return train_command(build_parser().parse_args(argv))
+    except FeedbackError as exc:
+        print(f"regenwatch train: --feedback: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_evaluate(argv: List[str]) -> int:
@@ -145,11 +150,25 @@ def cmd_evaluate(argv: List[str]) -> int:
     return evaluate_command(build_parser().parse_args(argv))
 
 
+def cmd_review(argv: List[str]) -> int:
+    from regenwatch.review import build_parser, review_command
+
+    return review_command(build_parser().parse_args(argv))
+
+
+def cmd_sample(argv: List[str]) -> int:
+    from regenwatch.training.sampling import build_parser, sample_command
+
+    return sample_command(build_parser().parse_args(argv))
+
+
 COMMANDS = {
     "run": (cmd_run, "moderate pages in batch and write the reviewer queue"),
     "stream": (cmd_stream, "moderate pages as they arrive (Pub/Sub or a watched folder), per window"),
     "train": (cmd_train, "retrain the classifier from the labeled sample set"),
     "evaluate": (cmd_evaluate, "measure a model on a labeled page file"),
+    "review": (cmd_review, "show the flagged queue (terminal or HTML) and record verdicts"),
+    "sample": (cmd_sample, "export the decided pages nearest the threshold for labeling"),
 }
 
 

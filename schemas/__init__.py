@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 import fastavro
 
-SCHEMA_NAMES = ("page", "flagged", "decision", "deadletter")
+SCHEMA_NAMES = ("page", "flagged", "decision", "deadletter", "verdict")
 _DIR = os.path.dirname(os.path.abspath(__file__))
 
 

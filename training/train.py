@@ -26,6 +26,7 @@ from regenwatch.models.artifact import default_model_path, save_model
 from regenwatch.models.classifier import ClaimModel
 from regenwatch.models.text import normalize_page
 from regenwatch.training.data_io import SampleSet, load_sample_set
+from regenwatch.training.feedback import apply_feedback
 from regenwatch.training.metrics import choose_threshold, page_metrics
 
 TARGET_PRECISION = 0.90
@@ -95,11 +96,17 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
     parser.add_argument("--folds", type=int, default=5, help="Cross-validation folds over pages.")
     parser.add_argument("--version", default=None, help="Model version string (default: UTC timestamp).")
     parser.add_argument("--report", default=None, help="Write the training report as JSON here.")
+    parser.add_argument("--feedback", nargs="*", default=[], metavar="VERDICTS",
+                        help="Reviewer verdict files (.jsonl/.avro, schemas/verdict.avsc) merged into the "
+                             "sample set: a rejected flag becomes a negative, a confirmed one a positive.")
+    parser.add_argument("--feedback-pages", nargs="*", default=[], metavar="GLOB",
+                        help="The runs' input files holding the pages the verdicts refer to (by id and hash).")
     return parser
 
 
 def train_command(args: argparse.Namespace) -> int:
     sample = load_sample_set(args.data, extra=args.extra)
+    sample = apply_feedback(sample, args.feedback, args.feedback_pages)
     print(f"training on {len(sample.pages)} pages and {len(sample.sentences)} labeled sentences", file=sys.stderr)
     result = train(sample, n_folds=args.folds, random_state=args.seed)
     out = args.out or os.path.join("models", "candidate.joblib")

@@ -1,0 +1,231 @@
+"""Near-duplicate clustering: pure functions, the Beam composite, and the batch job's flagged output."""
+import copy
+import io
+import json
+
+import apache_beam as beam
+import fastavro
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from regenwatch.models.text import normalize_page
+from regenwatch.pipelines.clustering import (
+    ClusterNearDuplicates,
+    bucket_edges,
+    cluster_assignments,
+    cluster_id_for,
+    estimated_similarity,
+    member_key,
+    minhash_signature,
+    page_bands,
+    shingles,
+    verification_sketch,
+    with_cluster,
+)
+from regenwatch.pipelines.moderate import run
+from regenwatch.pipelines.pages import Page
+from regenwatch.schemas import load_schema_json
+from tests.review_pages import TEMPLATE, TOWNS, UNRELATED, read_avro, template_rows, unrelated_rows
+
+
+def _text(content, content_type="text/html"):
+    return normalize_page(content, content_type).text
+
+
+def _sketch(text):
+    return verification_sketch(minhash_signature(text))
+
+
+# --------------------------------------------------------------------------
+# Pure functions
+
+
+def test_shingles_are_case_folded_distinct_word_triples():
+    assert shingles("Cure cure CURE cure") == [b"cure cure cure"]
+    assert shingles("Stem cells heal") == [b"stem cells heal"]
+    assert shingles("two words") == [b"two words"]
+    assert shingles("") == []
+
+
+def test_templated_pages_are_similar_and_unrelated_pages_are_not():
+    towns = [_text(TEMPLATE.format(town=t, county=c)) for t, c in TOWNS]
+    others = [_text(t, "text/plain") for t in UNRELATED.values()]
+    for i in range(len(towns)):
+        for j in range(i + 1, len(towns)):
+            assert estimated_similarity(_sketch(towns[i]), _sketch(towns[j])) >= 0.6, (TOWNS[i], TOWNS[j])
+        for other in others:
+            assert estimated_similarity(_sketch(towns[i]), _sketch(other)) < 0.2
+    assert estimated_similarity(_sketch(towns[0]), _sketch(towns[0])) == 1.0
+
+
+def test_signature_is_deterministic_and_bounded_on_a_long_page():
+    # 60,000 distinct shingles go through datasketch in chunks; the result is
+    # the same as for the same text hashed again.
+    text = " ".join(f"w{i}" for i in range(60_000))
+    a, b = minhash_signature(text), minhash_signature(text)
+    assert a.dtype.name == "uint32" and len(a) == 128
+    assert (a == b).all()
+
+
+def test_exact_duplicates_share_every_band():
+    text = _text(TEMPLATE.format(town="Austin", county="Travis County"))
+    a = page_bands("k1", text)
+    b = page_bands("k2", text)
+    assert [band for band, _ in a] == [band for band, _ in b]
+    assert len(a) == 32
+
+
+def test_bucket_edges_link_similar_members_only_and_respect_the_cap():
+    same = _sketch("alpha beta gamma delta epsilon zeta eta theta iota kappa")
+    other = _sketch("one two three four five six seven eight nine ten")
+    edges, capped = bucket_edges([("b", same), ("a", same), ("c", other)], similarity=0.6)
+    assert edges == [("a", "b")] and capped == 0
+    # Order of arrival does not matter.
+    assert bucket_edges([("c", other), ("b", same), ("a", same)], 0.6) == (edges, 0)
+    # With room for one representative, the dissimilar member is left unlinked and counted.
+    edges, capped = bucket_edges([("a", same), ("b", same), ("c", other)], 0.6, max_representatives=1)
+    assert edges == [("a", "b")] and capped == 1
+
+
+def test_cluster_assignments_are_connected_components_with_stable_ids():
+    edges = [("b", "c"), ("a", "b"), ("x", "y")]
+    got = cluster_assignments(edges)
+    assert got["a"] == got["b"] == got["c"] == (cluster_id_for(["a"]), 3)
+    assert got["x"] == got["y"] == (cluster_id_for(["x"]), 2)
+    assert cluster_assignments(list(reversed(edges))) == got
+
+
+def test_record_without_near_duplicate_is_its_own_cluster():
+    rec = {"id": "p", "content_sha256": "ab" * 32}
+    out = with_cluster(rec, None)
+    assert out["cluster_size"] == 1
+    assert out["cluster_id"] == cluster_id_for([member_key("p", "ab" * 32)])
+    assert "cluster_id" not in rec  # the input record is not mutated
+
+
+# --------------------------------------------------------------------------
+# The composite
+
+
+def _pairs(rows):
+    out = []
+    for row in rows:
+        page = Page(id=row["id"], content=row["content"], content_type=row.get("content_type"))
+        out.append((page, normalize_page(page.content, page.content_type)))
+    return out
+
+
+def test_composite_groups_templates_and_exact_duplicates_and_keeps_every_flagged_record():
+    rows = template_rows() + unrelated_rows()
+    # An exact copy of an unrelated page under another id, and a page seen twice.
+    rows.append({"id": "knee-clinic-copy", "content": UNRELATED["knee-clinic"], "content_type": "text/plain"})
+    rows.append(dict(rows[0]))
+    pairs = _pairs(rows)
+    # Only some pages are flagged: the clusters still count every page of the run.
+    flagged_ids = {"tmpl-austin", "tmpl-boise", "knee-clinic", "fda-warning"}
+    flagged = [{"id": p.id, "content_sha256": p.content_sha256(), "score": 0.9}
+               for p, _ in pairs if p.id in flagged_ids]
+    flagged.append(dict(flagged[0]))  # the duplicate input's flagged record
+
+    def check(records):
+        by_id = {}
+        for r in records:
+            by_id.setdefault(r["id"], []).append(r)
+        assert sorted(by_id) == sorted(flagged_ids)
+        assert len(records) == len(flagged)
+        austin, boise = by_id["tmpl-austin"][0], by_id["tmpl-boise"][0]
+        # Four towns of one template (the page seen twice counts once).
+        assert austin["cluster_id"] == boise["cluster_id"] and austin["cluster_size"] == 4
+        assert all(r["cluster_id"] == austin["cluster_id"] for r in by_id["tmpl-austin"])
+        assert by_id["knee-clinic"][0]["cluster_size"] == 2
+        assert by_id["fda-warning"][0]["cluster_size"] == 1
+        ids = {austin["cluster_id"], by_id["knee-clinic"][0]["cluster_id"], by_id["fda-warning"][0]["cluster_id"]}
+        assert len(ids) == 3
+        assert all(r["score"] == 0.9 for r in records)
+
+    with TestPipeline() as p:
+        out = ((p | "Pages" >> beam.Create(pairs), p | "Flagged" >> beam.Create(flagged))
+               | ClusterNearDuplicates())
+        assert_that(out, check)
+
+
+def test_composite_with_no_flagged_record_outputs_nothing():
+    with TestPipeline() as p:
+        out = ((p | "Pages" >> beam.Create(_pairs(unrelated_rows())), p | "Flagged" >> beam.Create([]))
+               | ClusterNearDuplicates())
+        assert_that(out, equal_to([]))
+
+
+def test_similarity_must_be_a_share():
+    with pytest.raises(ValueError):
+        ClusterNearDuplicates(similarity=0)
+
+
+# --------------------------------------------------------------------------
+# The batch job
+
+
+@pytest.fixture(scope="module")
+def batch_run(tmp_path_factory, small_model_uri):
+    tmp = tmp_path_factory.mktemp("cluster-run")
+    rows = template_rows() + unrelated_rows()
+    lines = [json.dumps(r) for r in rows] + ['{"id": "broken", ', json.dumps({"id": "e", "content": " "})]
+    path = tmp / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = str(tmp / "out")
+    # Threshold 0 flags every page that is decided, so every cluster shows up.
+    result = run(["--input", str(path), "--output", out, "--model", small_model_uri, "--threshold", "0"])
+    return rows, lines, out, result
+
+
+def test_batch_job_writes_cluster_fields_and_keeps_pages_in_equal_decisions_plus_dead_letters(batch_run):
+    rows, lines, out, result = batch_run
+    decisions, dead, flagged = read_avro(out, "decisions"), read_avro(out, "deadletter"), read_avro(out, "flagged")
+    assert len(lines) == len(decisions) + len(dead) == result.summary.pages_read
+    assert len(dead) == 2 and len(flagged) == len(decisions) == len(rows)
+    by_id = {r["id"]: r for r in flagged}
+    template_clusters = {by_id[r["id"]]["cluster_id"] for r in template_rows()}
+    assert len(template_clusters) == 1
+    assert all(by_id[r["id"]]["cluster_size"] == len(TOWNS) for r in template_rows())
+    others = [by_id[key] for key in UNRELATED]
+    assert all(r["cluster_size"] == 1 for r in others)
+    assert len({r["cluster_id"] for r in others} | template_clusters) == len(UNRELATED) + 1
+    # Each rationale sentence carries its neighbours from the page's normalized text.
+    austin = by_id["tmpl-austin"]
+    sentences = list(normalize_page(template_rows()[0]["content"], "text/html").sentences)
+    for item in austin["rationale"]:
+        i = sentences.index(item["sentence"])
+        assert item["context_before"] == sentences[max(0, i - 2):i]
+        assert item["context_after"] == sentences[i + 1:i + 3]
+
+
+def _without_new_fields(schema):
+    old = copy.deepcopy(schema)
+    old["fields"] = [f for f in old["fields"] if f["name"] not in ("cluster_id", "cluster_size")]
+    for f in old["fields"]:
+        if f["name"] == "rationale":
+            item = f["type"]["items"]
+            item["fields"] = [x for x in item["fields"] if not x["name"].startswith("context_")]
+    return old
+
+
+def test_flagged_records_without_cluster_fields_still_resolve_both_ways(batch_run):
+    """Readers of the queue before clustering read new files; new readers fill defaults in old files."""
+    new_records = read_avro(batch_run[2], "flagged")
+    current = load_schema_json("flagged")
+    old = _without_new_fields(current)
+    buf = io.BytesIO()
+    fastavro.writer(buf, fastavro.parse_schema(copy.deepcopy(current)), new_records)
+    buf.seek(0)
+    read_old = list(fastavro.reader(buf, reader_schema=fastavro.parse_schema(copy.deepcopy(old))))
+    assert [r["id"] for r in read_old] == [r["id"] for r in new_records]
+    assert "cluster_id" not in read_old[0]
+
+    old_style = [{k: v for k, v in r.items() if k not in ("cluster_id", "cluster_size")} for r in read_old]
+    buf = io.BytesIO()
+    fastavro.writer(buf, fastavro.parse_schema(copy.deepcopy(old)), old_style)
+    buf.seek(0)
+    read_new = list(fastavro.reader(buf, reader_schema=fastavro.parse_schema(copy.deepcopy(current))))
+    assert all(r["cluster_id"] is None and r["cluster_size"] == 1 for r in read_new)
+    assert all(item["context_before"] == [] for r in read_new for item in r["rationale"])

@@ -1,0 +1,233 @@
+"""Uncertainty sampling: the decided pages nearest the threshold, for the next round of labels.
+
+``regenwatch sample --uncertain N --pages GLOB OUTPUT_DIR`` reads a run's
+``decisions-*.avro``, picks the N pages whose score is closest to the
+decision threshold (one page per distinct content, so exact duplicates do not
+use up labels), finds their text in the run's input files (decision records
+carry no text) and writes them in the labeling format of
+``training/data/train_pages.jsonl`` with ``label`` null.
+
+The helpers that read a run's inputs and outputs without a Beam pipeline
+(:func:`read_outputs`, :func:`iter_input_pages`, :func:`find_pages`) live
+here too; ``regenwatch review`` and ``regenwatch train --feedback`` use them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+
+from regenwatch.pipelines.pages import InputError, Page, iter_warc_pages, page_from_json_line, page_from_record
+
+PageKey = Tuple[str, str]  # (page id, content_sha256)
+
+
+def _filesystems():
+    # Beam's FileSystems: local paths and gs:// alike. Imported lazily so that
+    # importing this module stays cheap.
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def _match(patterns: Iterable[str]) -> List[str]:
+    fs = _filesystems()
+    files: List[str] = []
+    for pattern in patterns:
+        found = sorted(m.path for m in fs.match([pattern])[0].metadata_list)
+        if not found:
+            raise FileNotFoundError(f"{pattern!r} matches no files")
+        files.extend(found)
+    return files
+
+
+# --------------------------------------------------------------------------
+# A run's outputs and inputs, read outside Beam
+
+
+def read_outputs(output_dir: str, name: str) -> List[dict]:
+    """All records of one output of a run ('flagged', 'decisions' or 'dead_letters')."""
+    import fastavro
+
+    from regenwatch.pipelines.transforms import output_files
+
+    fs = _filesystems()
+    records: List[dict] = []
+    for path in output_files(output_dir)[name]:
+        with fs.open(path, compression_type="uncompressed") as handle:
+            records.extend(fastavro.reader(handle))
+    return records
+
+
+def _iter_file_pages(path: str) -> Iterator[Page]:
+    """Pages of one input file; records that are not valid pages are skipped.
+
+    Skipped records became dead letters in the run, so no decision or verdict
+    can refer to them.
+    """
+    from regenwatch.pipelines.transforms import input_format
+
+    fs = _filesystems()
+    fmt = input_format(path)
+    if fmt == "jsonl":
+        with fs.open(path) as handle:  # .gz is decompressed by extension
+            for line in iter(handle.readline, b""):
+                if not line.strip():
+                    continue
+                try:
+                    yield page_from_json_line(line.rstrip(b"\r\n"), source=path)
+                except InputError:
+                    continue
+    elif fmt == "avro":
+        import fastavro
+
+        with fs.open(path, compression_type="uncompressed") as handle:
+            for record in fastavro.reader(handle):
+                try:
+                    yield page_from_record(record, source=path)
+                except InputError:
+                    continue
+    elif fmt == "warc":
+        with fs.open(path, compression_type="uncompressed") as handle:
+            for item in iter_warc_pages(handle, source=path):
+                if isinstance(item, Page):
+                    yield item
+    else:
+        raise ValueError(f"{path}: not a page file (.jsonl/.ndjson/.json, .avro, .warc/.warc.gz)")
+
+
+def iter_input_pages(patterns: Sequence[str]) -> Iterator[Page]:
+    """Pages of every file matching the globs, in file order."""
+    for path in _match(patterns):
+        yield from _iter_file_pages(path)
+
+
+def find_pages(patterns: Sequence[str], wanted: Set[PageKey]) -> Dict[PageKey, Page]:
+    """The wanted (id, content_sha256) pages found in the input files.
+
+    Only the wanted pages are kept, so memory stays bounded by their number
+    however large the inputs are; the scan stops once all are found.
+    """
+    found: Dict[PageKey, Page] = {}
+    if not wanted:
+        return found
+    for page in iter_input_pages(patterns):
+        key = (page.id, page.content_sha256())
+        if key in wanted and key not in found:
+            found[key] = page
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+# --------------------------------------------------------------------------
+# Choosing and exporting
+
+
+def run_threshold(flagged: Sequence[dict]) -> Optional[float]:
+    """The decision threshold of a run, from its flagged records (None if none flagged)."""
+    counts = Counter(float(r["threshold"]) for r in flagged)
+    if len(counts) > 1:
+        raise ValueError(f"flagged records carry several thresholds {sorted(counts)}: pass --threshold")
+    return next(iter(counts)) if counts else None
+
+
+def select_uncertain(decisions: Sequence[dict], n: int, threshold: float) -> List[dict]:
+    """The n decisions nearest the threshold, one per distinct content (ties by id)."""
+    if n < 0:
+        raise ValueError("N must be >= 0")
+    ordered = sorted(decisions, key=lambda d: (abs(float(d["score"]) - threshold), d["id"], d["content_sha256"]))
+    picked: List[dict] = []
+    seen: Set[str] = set()
+    for d in ordered:
+        if len(picked) >= n:
+            break
+        if d["content_sha256"] in seen:
+            continue
+        seen.add(d["content_sha256"])
+        picked.append(d)
+    return picked
+
+
+def labeling_row(decision: dict, page: Page, threshold: float) -> dict:
+    """A page to label, in the format of training/data/train_pages.jsonl (label null)."""
+    return {
+        "id": page.id,
+        "source_url": page.url,
+        "kind": None,
+        "title": None,
+        "text": page.content,
+        "label": None,
+        "severity": None,
+        "categories": [],
+        "evidence": [],
+        "notes": (f"uncertainty sample: score {float(decision['score']):.4f} at threshold {threshold:.4f}, "
+                  f"model {decision['model_version']}"),
+        "content_sha256": decision["content_sha256"],
+        "score": float(decision["score"]),
+    }
+
+
+def export_uncertain(output_dir: str, page_patterns: Sequence[str], n: int, out_path: str,
+                     threshold: Optional[float] = None) -> dict:
+    """Write the n most uncertain decided pages of a run to out_path (JSON Lines)."""
+    decisions = read_outputs(output_dir, "decisions")
+    if threshold is None:
+        threshold = run_threshold(read_outputs(output_dir, "flagged"))
+    if threshold is None:
+        raise ValueError("no flagged record tells the run's threshold: pass --threshold")
+    picked = select_uncertain(decisions, n, threshold)
+    pages = find_pages(page_patterns, {(d["id"], d["content_sha256"]) for d in picked})
+    rows, missing = [], []
+    for d in picked:
+        page = pages.get((d["id"], d["content_sha256"]))
+        if page is None:
+            missing.append(d["id"])
+        else:
+            rows.append(labeling_row(d, page, threshold))
+    with open(out_path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return {"decisions": len(decisions), "threshold": threshold, "written": len(rows), "missing": missing,
+            "out": out_path}
+
+
+def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(
+        prog="regenwatch sample",
+        description="Export the decided pages nearest the decision threshold for labeling.")
+    parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="Output directory of a regenwatch run.")
+    parser.add_argument("--uncertain", type=int, required=True, metavar="N",
+                        help="How many pages to export (the N nearest the threshold, one per distinct content).")
+    parser.add_argument("--pages", nargs="+", required=True, metavar="GLOB",
+                        help="The run's input files (decision records carry no text).")
+    parser.add_argument("--out", default="to_label.jsonl",
+                        help="JSON Lines file to write, in the labeling format of training/data/train_pages.jsonl.")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="Decision threshold; default: the one in the run's flagged records.")
+    return parser
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    try:
+        summary = export_uncertain(args.output_dir, args.pages, args.uncertain, args.out, args.threshold)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"regenwatch sample: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {summary['written']} pages nearest threshold {summary['threshold']:.4f} "
+          f"(of {summary['decisions']} decided) to {summary['out']}", file=sys.stderr)
+    if summary["missing"]:
+        print(f"regenwatch sample: {len(summary['missing'])} chosen pages not found in --pages "
+              f"(first: {', '.join(summary['missing'][:5])})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return sample_command(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
