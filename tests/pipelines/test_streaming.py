@@ -8,6 +8,8 @@ import contextlib
 import glob
 import json
 import os
+import re
+import shutil
 
 import apache_beam as beam
 import fastavro
@@ -197,3 +199,35 @@ def test_window_files_use_the_batch_schemas(stream_run):
         with open(path, "rb") as handle:
             reader = fastavro.reader(handle)
             assert reader.writer_schema["name"].split(".")[-1] == load_schema_json(schema)["name"]
+
+
+def test_stream_command_watches_a_folder(small_model_uri, tmp_path, seed_rows):
+    """A real local unbounded run: regenwatch stream on a folder, ended by --stop_after_seconds.
+
+    The second file re-delivers every seed page (dropped), a bad line and an
+    unsupported file become dead letters. The local runner for a watched
+    folder (FnApiRunner) writes the windows when the run ends.
+    """
+    from regenwatch.cli import main
+    from tests.conftest import SEED_INPUT
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(SEED_INPUT, folder / "batch-1.jsonl")
+    shutil.copy(SEED_INPUT, folder / "batch-1-resent.jsonl")
+    (folder / "batch-2.jsonl").write_bytes(
+        json.dumps({"id": "new-1", "content": CLAIM_2}).encode() + b"\n" + b'{"id": "cut", "content": "\n')
+    (folder / "notes.txt").write_text("not a page file")
+    out = tmp_path / "out"
+    code = main(["stream", "--input", str(folder / "*"), "--output", str(out), "--model", small_model_uri,
+                 "--poll_seconds", "1", "--stop_after_seconds", "2", "--window_seconds", "600"])
+    assert code == 0
+    files = sorted(os.path.basename(p) for p in glob.glob(str(out / "*.avro")))
+    assert files and all(re.fullmatch(r"(decisions|flagged|deadletter)-\d{8}T\d{6}Z-\d{8}T\d{6}Z-00000-of-00001\.avro",
+                                      name) for name in files), files
+    records = {prefix: [r for p in glob.glob(str(out / f"{prefix}-*.avro")) for r in read_avro(p)]
+               for prefix in ("decisions", "flagged", "deadletter")}
+    assert sorted(d["id"] for d in records["decisions"]) == sorted([r["id"] for r in seed_rows] + ["new-1"])
+    assert sorted((d["stage"], os.path.basename(d["source"])) for d in records["deadletter"]) == [
+        ("parse", "batch-2.jsonl"), ("read", "notes.txt")]
+    assert sorted(f["id"] for f in records["flagged"]) == sorted(d["id"] for d in records["decisions"] if d["flagged"])
