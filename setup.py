@@ -50,6 +50,13 @@ setup(
         # WARC is a fiddly format (chunked/gzip members, HTTP headers inside
         # records); warcio is the reader Common Crawl and Webrecorder maintain.
         "warcio>=1.7",
+        # MinHash signatures for near-duplicate clustering of a run's pages
+        # (pipelines/clustering.py): maintained, numpy-vectorized, seeded.
+        "datasketch>=2.0,<3",
+        # PR-curve and calibration PNGs of the training/evaluation report and
+        # the review report; a hard dependency because an optional import
+        # would fail a training run late or silently drop the pictures.
+        "matplotlib>=3.7",
     ],
     extras_require={
         # wheel: tests/pipelines/test_portable.py's worker boot builds the
