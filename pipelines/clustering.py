@@ -347,5 +347,6 @@ __all__ = [
     "minhash_signature",
     "page_bands",
     "shingles",
+    "verification_sketch",
     "with_cluster",
 ]

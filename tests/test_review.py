@@ -127,7 +127,7 @@ def _chromium_run(binary, profile, *args):
                           capture_output=True, timeout=180, check=False)
 
 
-def test_html_report_in_headless_chromium(queue_run, tmp_path):
+def test_html_report_in_headless_chromium(queue_run, tmp_path, capsys):
     binary = _chromium()
     out_dir, _ = queue_run
     records = load_queue(out_dir)
@@ -171,7 +171,8 @@ def test_html_report_in_headless_chromium(queue_run, tmp_path):
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (1280, 2400)
-    print(f"\nHTML report screenshot: {shot}")
+    with capsys.disabled():  # the artifact's path shows in the test log, pass or fail
+        print(f"\nHTML report screenshot: {shot}")
 
 
 # --------------------------------------------------------------------------

@@ -47,18 +47,21 @@ def _match(patterns: Iterable[str]) -> List[str]:
 # A run's outputs and inputs, read outside Beam
 
 
-def read_outputs(output_dir: str, name: str) -> List[dict]:
-    """All records of one output of a run ('flagged', 'decisions' or 'dead_letters')."""
+def iter_outputs(output_dir: str, name: str) -> Iterator[dict]:
+    """The records of one output of a run ('flagged', 'decisions' or 'dead_letters'), streamed."""
     import fastavro
 
     from regenwatch.pipelines.transforms import output_files
 
     fs = _filesystems()
-    records: List[dict] = []
     for path in output_files(output_dir)[name]:
         with fs.open(path, compression_type="uncompressed") as handle:
-            records.extend(fastavro.reader(handle))
-    return records
+            yield from fastavro.reader(handle)
+
+
+def read_outputs(output_dir: str, name: str) -> List[dict]:
+    """All records of one output of a run, in a list."""
+    return list(iter_outputs(output_dir, name))
 
 
 def _iter_file_pages(path: str) -> Iterator[Page]:
@@ -126,7 +129,7 @@ def find_pages(patterns: Sequence[str], wanted: Set[PageKey]) -> Dict[PageKey, P
 # Choosing and exporting
 
 
-def run_threshold(flagged: Sequence[dict]) -> Optional[float]:
+def run_threshold(flagged: Iterable[dict]) -> Optional[float]:
     """The decision threshold of a run, from its flagged records (None if none flagged)."""
     counts = Counter(float(r["threshold"]) for r in flagged)
     if len(counts) > 1:
@@ -134,10 +137,26 @@ def run_threshold(flagged: Sequence[dict]) -> Optional[float]:
     return next(iter(counts)) if counts else None
 
 
-def select_uncertain(decisions: Sequence[dict], n: int, threshold: float) -> List[dict]:
-    """The n decisions nearest the threshold, one per distinct content (ties by id)."""
+def select_uncertain(decisions: Iterable[dict], n: int, threshold: float, chunk: int = 10_000) -> List[dict]:
+    """The n decisions nearest the threshold, one per distinct content (ties by id).
+
+    Decisions are streamed in chunks and only the best n are carried from one
+    chunk to the next, so memory is bounded by chunk + n whatever the run's
+    size. This is exact: a content left out of a chunk's best n has n other
+    contents nearer the threshold already, so it cannot be among the n overall.
+    """
     if n < 0:
         raise ValueError("N must be >= 0")
+    kept: List[dict] = []
+    buffer: List[dict] = []
+    for d in decisions:
+        buffer.append(d)
+        if len(buffer) >= chunk:
+            kept, buffer = _nearest(kept + buffer, n, threshold), []
+    return _nearest(kept + buffer, n, threshold)
+
+
+def _nearest(decisions: List[dict], n: int, threshold: float) -> List[dict]:
     ordered = sorted(decisions, key=lambda d: (abs(float(d["score"]) - threshold), d["id"], d["content_sha256"]))
     picked: List[dict] = []
     seen: Set[str] = set()
@@ -173,12 +192,18 @@ def labeling_row(decision: dict, page: Page, threshold: float) -> dict:
 def export_uncertain(output_dir: str, page_patterns: Sequence[str], n: int, out_path: str,
                      threshold: Optional[float] = None) -> dict:
     """Write the n most uncertain decided pages of a run to out_path (JSON Lines)."""
-    decisions = read_outputs(output_dir, "decisions")
     if threshold is None:
-        threshold = run_threshold(read_outputs(output_dir, "flagged"))
+        threshold = run_threshold(iter_outputs(output_dir, "flagged"))
     if threshold is None:
         raise ValueError("no flagged record tells the run's threshold: pass --threshold")
-    picked = select_uncertain(decisions, n, threshold)
+    stats = {"decisions": 0}
+
+    def counted(records):
+        for record in records:
+            stats["decisions"] += 1
+            yield record
+
+    picked = select_uncertain(counted(iter_outputs(output_dir, "decisions")), n, threshold)
     pages = find_pages(page_patterns, {(d["id"], d["content_sha256"]) for d in picked})
     rows, missing = [], []
     for d in picked:
@@ -190,7 +215,7 @@ def export_uncertain(output_dir: str, page_patterns: Sequence[str], n: int, out_
     with open(out_path, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return {"decisions": len(decisions), "threshold": threshold, "written": len(rows), "missing": missing,
+    return {"decisions": stats["decisions"], "threshold": threshold, "written": len(rows), "missing": missing,
             "out": out_path}
 
 

@@ -57,6 +57,9 @@ def test_select_uncertain_orders_by_distance_and_skips_duplicate_content(run_dir
     picked = select_uncertain(decisions, 4, 0.4)
     # |0.41-0.4|=.01, |0.39-0.4|=.01 (id order), |0.38-0.4|=.02, then 0.43 for dup/p3: one of them.
     assert [d["id"] for d in picked] == ["p4", "p7", "p1", "dup"]
+    # Streaming in small chunks gives the same answer, whatever the order.
+    for chunk in (1, 2, 3):
+        assert select_uncertain(iter(decisions[::-1]), 4, 0.4, chunk=chunk) == picked
     assert select_uncertain(decisions, 0, 0.4) == []
     assert len(select_uncertain(decisions, 100, 0.4)) == len(decisions) - 1
     with pytest.raises(ValueError):
