@@ -133,7 +133,13 @@ def estimated_similarity(sketch_a: bytes, sketch_b: bytes) -> float:
 
 
 def page_bands(key: str, text: str) -> List[Tuple[bytes, Tuple[str, bytes]]]:
-    """(band key, (member key, sketch)) for every band of one page."""
+    """(band key, (member key, sketch)) for every band of one page.
+
+    A text without a single word has no shingles, and an empty MinHash would
+    make all such pages identical: it gets no band and stays a cluster of one.
+    """
+    if not _WORDS.search(text):
+        return []
     signature = minhash_signature(text)
     sketch = verification_sketch(signature)
     return [(band, (key, sketch)) for band in band_keys(signature)]

@@ -74,6 +74,8 @@ def test_exact_duplicates_share_every_band():
     b = page_bands("k2", text)
     assert [band for band, _ in a] == [band for band, _ in b]
     assert len(a) == 32
+    # No word, no shingle: no band, so such pages never cluster together.
+    assert page_bands("k3", "★ … —") == []
 
 
 def test_bucket_edges_link_similar_members_only_and_respect_the_cap():
