@@ -158,15 +158,18 @@ def _script(ch: str) -> Optional[str]:
     return None
 
 
+# The same classes as _script(), as regexes: counting letters of a whole page
+# with a Python loop over characters was the top cost of training.
+_LATIN_LETTER = re.compile("[A-Za-z\u00aa\u00b5\u00ba\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff]")
+_OTHER_LETTER = re.compile("[\u0370-\u052f]")
+
+
 def _script_counts(text: str) -> Tuple[int, int]:
-    latin = other = 0
-    for ch in text:
-        s = _script(ch)
-        if s == "latin":
-            latin += 1
-        elif s is not None:
-            other += 1
-    return latin, other
+    """(Latin letters, Cyrillic/Greek characters) in text."""
+    other = len(_OTHER_LETTER.findall(text))
+    if not other:
+        return 0, 0
+    return len(_LATIN_LETTER.findall(text)), other
 
 
 def _word_scripts(word: str) -> Tuple[bool, bool]:

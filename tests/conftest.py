@@ -31,7 +31,8 @@ def small_model_uri(tmp_path_factory):
     pages = sample.pages[:120]
     model = ClaimModel(n_inner_folds=3, threshold=0.5).fit(
         [p["text"] for p in pages], [p["label"] for p in pages],
-        evidence=[p.get("evidence") or [] for p in pages], extra_sentences=sample.sentences[::2])
+        evidence=[p.get("evidence") or [] for p in pages], kinds=[p.get("kind") for p in pages],
+        extra_sentences=sample.sentences[::2])
     path = str(tmp_path_factory.mktemp("model") / "small.joblib")
     save_model(model, path, {"version": "test-small", "threshold": 0.5})
     return path

@@ -84,34 +84,67 @@ def _rationale_hits(rationale, evidence) -> bool:
     return False
 
 
-def evaluate_rows(model: ClaimModel, rows: Sequence[dict], threshold: Optional[float] = None) -> Dict:
-    threshold = model.threshold if threshold is None else threshold
-    pages = [normalize_page(r["text"]) for r in rows]
-    scores = model.score_pages(pages, threshold=threshold)
-    y = np.array([int(r["label"]) for r in rows])
-    s = np.array([x.score for x in scores])
-    report = {"page": page_metrics(y, s, threshold)}
+def rationale_report(rows: Sequence[dict], scores, threshold: float) -> Dict:
+    """How well flagged pages explain themselves against gold evidence and categories."""
     correct = [(r, x) for r, x in zip(rows, scores) if r["label"] == 1 and x.score >= threshold]
     with_ev = [(r, x) for r, x in correct if r.get("evidence")]
     hits = sum(_rationale_hits(x.rationale, r["evidence"]) for r, x in with_ev)
     with_cats = [(r, x) for r, x in correct if r.get("categories")]
     overlap = sum(bool(set(x.categories) & set(r["categories"])) for r, x in with_cats)
     sev = [(r, x) for r, x in correct if r.get("severity")]
-    report["rationale"] = {
+    return {
         "flagged_correctly": len(correct),
         "evidence_hit_rate": round(hits / len(with_ev), 4) if with_ev else None,
         "category_overlap_rate": round(overlap / len(with_cats), 4) if with_cats else None,
         "severity_agreement": round(sum(severity_for(x.categories) == r["severity"] for r, x in sev) / len(sev), 4)
         if sev else None,
     }
-    report["sentence"] = sentence_report(sentence_counts(model, pages, rows))
-    report["errors"] = [
+
+
+def error_list(rows: Sequence[dict], scores, threshold: float) -> List[Dict]:
+    return [
         {"id": r["id"], "label": int(r["label"]), "score": round(x.score, 4),
          "top": x.rationale[0].sentence[:160] if x.rationale else None}
         for r, x in zip(rows, scores) if (x.score >= threshold) != bool(r["label"])
     ]
-    report["scores"] = {r["id"]: round(x.score, 4) for r, x in zip(rows, scores)}
-    return report
+
+
+def evaluate_rows(model: ClaimModel, rows: Sequence[dict], threshold: Optional[float] = None) -> Dict:
+    threshold = model.threshold if threshold is None else threshold
+    pages = [normalize_page(r["text"]) for r in rows]
+    scores = model.score_pages(pages, threshold=threshold)
+    y = np.array([int(r["label"]) for r in rows])
+    s = np.array([x.score for x in scores])
+    return {
+        "page": page_metrics(y, s, threshold),
+        "rationale": rationale_report(rows, scores, threshold),
+        "sentence": sentence_report(sentence_counts(model, pages, rows)),
+        "errors": error_list(rows, scores, threshold),
+        "scores": {r["id"]: round(x.score, 4) for r, x in zip(rows, scores)},
+    }
+
+
+def robustness_report(model: ClaimModel, rows: Sequence[dict], threshold: Optional[float] = None,
+                      tolerance: float = 0.05) -> Dict:
+    """Per rendering: how many pages keep their decision and score (within tolerance)."""
+    from regenwatch.training.renderings import RENDERINGS
+
+    threshold = model.threshold if threshold is None else threshold
+    plain = np.array([s.score for s in model.score_pages([normalize_page(r["text"]) for r in rows])])
+    out = {}
+    for name, render in RENDERINGS.items():
+        pages = [normalize_page(render(r["text"])) for r in rows]
+        scores = np.array([s.score for s in model.score_pages(pages)])
+        diff = np.abs(scores - plain)
+        same = (scores >= threshold) == (plain >= threshold)
+        out[name] = {
+            "pages": len(rows),
+            "same_decision": int(same.sum()),
+            "within_tolerance": int((diff <= tolerance).sum()),
+            "max_abs_score_diff": round(float(diff.max()), 4) if len(diff) else 0.0,
+            "outliers": [rows[i]["id"] for i in np.flatnonzero((diff > tolerance) | ~same)],
+        }
+    return out
 
 
 def format_report(report: Dict, title: str) -> str:
@@ -128,6 +161,10 @@ def format_report(report: Dict, title: str) -> str:
         lines.append("  sentence-level F1 (support):")
         for c, v in report["sentence"].items():
             lines.append(f"    {c:<30} F1 {v['f1']:.3f}  P {v['precision']:.3f}  R {v['recall']:.3f}  ({v['support']})")
+    for name, r in report.get("robustness", {}).items():
+        lines.append(f"  rendering {name:<10} same decision {r['same_decision']}/{r['pages']}, "
+                     f"score within 0.05 {r['within_tolerance']}/{r['pages']}, max diff {r['max_abs_score_diff']}"
+                     + (f", outliers {', '.join(r['outliers'][:10])}" if r["outliers"] else ""))
     for e in report.get("errors", [])[:20]:
         lines.append(f"  error: {e['id']} label {e['label']} score {e['score']}: {e['top']}")
     return "\n".join(lines)
@@ -140,6 +177,9 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
     parser.add_argument("--model", default="default", help="Model artifact URI; 'default' is the shipped model.")
     parser.add_argument("--threshold", type=float, default=None, help="Override the manifest's threshold.")
     parser.add_argument("--json", default=None, help="Also write the full report as JSON to this path.")
+    parser.add_argument("--renderings", action="store_true",
+                        help="Also score every page rewritten with Cyrillic look-alikes, zero-width characters "
+                             "and real-world HTML, and report decision/score stability.")
     return parser
 
 
@@ -148,6 +188,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     rows = [validate_page_row(r, f"{args.data}:{i}") for i, r in enumerate(read_jsonl(args.data), 1)]
     report = evaluate_rows(loaded.model, rows, args.threshold)
     report["model_version"] = loaded.version
+    if args.renderings:
+        report["robustness"] = robustness_report(loaded.model, rows, args.threshold)
     print(format_report(report, f"evaluation of model {loaded.version} on {args.data}"))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

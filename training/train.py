@@ -15,72 +15,191 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.model_selection import StratifiedKFold
 
 from regenwatch.models.artifact import default_model_path, save_model
 from regenwatch.models.classifier import ClaimModel
 from regenwatch.models.text import normalize_page
-from regenwatch.training.data_io import SampleSet, load_sample_set
+from regenwatch.training.data_io import SampleSet, load_sample_set, read_jsonl, validate_page_row
+from regenwatch.training.evaluate import (
+    error_list,
+    evaluate_rows,
+    format_report,
+    merge_counts,
+    rationale_report,
+    sentence_counts,
+    sentence_report,
+)
 from regenwatch.training.feedback import apply_feedback
 from regenwatch.training.metrics import choose_threshold, page_metrics
 
 TARGET_PRECISION = 0.90
 
 
-def cross_validated_scores(sample: SampleSet, pages, n_folds: int, random_state: int, params: dict) -> np.ndarray:
+def _fold(pages, rows, y, sentences, train_idx, test_idx, random_state, params):
+    """Fit on one fold's training pages; score and sentence-count its test pages."""
+    model = ClaimModel(random_state=random_state, **params).fit(
+        [pages[i] for i in train_idx], y[train_idx],
+        evidence=[rows[i].get("evidence") or [] for i in train_idx],
+        kinds=[rows[i].get("kind") for i in train_idx], extra_sentences=sentences)
+    test_pages = [pages[i] for i in test_idx]
+    counts = sentence_counts(model, test_pages, [rows[i] for i in test_idx])
+    return test_idx, model.score_pages(test_pages), counts
+
+
+def cross_validated(sample: SampleSet, pages, n_folds: int, random_state: int, params: dict,
+                    n_jobs: int = 2):
+    """Out-of-fold PageScores for every page, and sentence counts (folds run in parallel).
+
+    The standalone labeled sentences stay in every fold's training set: they
+    belong to no page, so they cannot leak a held-out page's label.
+    """
     y = np.array([p["label"] for p in sample.pages])
-    evidence = [p.get("evidence") or [] for p in sample.pages]
-    scores = np.zeros(len(y))
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
-    for train_idx, test_idx in folds.split(np.zeros(len(y)), y):
-        model = ClaimModel(random_state=random_state, **params).fit(
-            [pages[i] for i in train_idx], y[train_idx], evidence=[evidence[i] for i in train_idx],
-            extra_sentences=sample.sentences)
-        scores[test_idx] = [s.score for s in model.score_pages([pages[i] for i in test_idx])]
-    return scores
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_fold)(pages, sample.pages, y, sample.sentences, train_idx, test_idx, random_state, params)
+        for train_idx, test_idx in folds.split(np.zeros(len(y)), y))
+    out = [None] * len(y)
+    counts: Dict[str, List[int]] = {}
+    for test_idx, scores, fold_counts in results:
+        merge_counts(counts, fold_counts)
+        for i, score in zip(test_idx, scores):
+            out[i] = score
+    return out, counts
+
+
+def cross_validated_scores(sample: SampleSet, pages, n_folds: int, random_state: int, params: dict,
+                           n_jobs: int = 2) -> np.ndarray:
+    return np.array([s.score for s in cross_validated(sample, pages, n_folds, random_state, params, n_jobs)[0]])
+
+
+def seed_decisions(rows: Sequence[dict], scores, threshold: float) -> Dict[str, Dict]:
+    """Decisions on the policy's seed pages (kind 'seed') against their labels."""
+    out = {}
+    for row, score in zip(rows, scores):
+        if row.get("kind") == "seed":
+            flagged = score.score >= threshold
+            out[row["id"]] = {"label": int(row["label"]), "score": round(score.score, 4), "flagged": flagged,
+                              "as_policy_says": flagged == bool(row["label"])}
+    return out
 
 
 def train(sample: SampleSet, n_folds: int = 5, random_state: int = 0, params: Optional[dict] = None,
-          target_precision: float = TARGET_PRECISION) -> Dict:
-    """Fit the final model and its cross-validated report."""
+          target_precision: float = TARGET_PRECISION, n_jobs: int = 2) -> Dict:
+    """Cross-validate, choose the threshold, fit the final model; returns model and report."""
     params = dict(params or {})
     started = time.perf_counter()
     pages = [normalize_page(p["text"]) for p in sample.pages]
     y = np.array([p["label"] for p in sample.pages])
-    oof = cross_validated_scores(sample, pages, n_folds, random_state, params)
-    threshold = choose_threshold(y, oof, target_precision)
-    cv = page_metrics(y, oof, threshold)
+    oof, counts = cross_validated(sample, pages, n_folds, random_state, params, n_jobs)
+    oof_scores = np.array([s.score for s in oof])
+    threshold = choose_threshold(y, oof_scores, target_precision)
     model = ClaimModel(random_state=random_state, threshold=threshold, **params).fit(
-        pages, y, evidence=[p.get("evidence") or [] for p in sample.pages], extra_sentences=sample.sentences)
-    return {
-        "model": model,
+        pages, y, evidence=[p.get("evidence") or [] for p in sample.pages],
+        kinds=[p.get("kind") for p in sample.pages], extra_sentences=sample.sentences)
+    report = {
         "threshold": threshold,
-        "cv_metrics": cv,
-        "oof_scores": oof,
-        "seconds": round(time.perf_counter() - started, 2),
+        "threshold_rule": f"highest recall at precision >= {target_precision} on out-of-fold scores",
+        "cv_folds": n_folds,
+        "page": page_metrics(y, oof_scores, threshold),
+        "rationale": rationale_report(sample.pages, oof, threshold),
+        "sentence": sentence_report(counts),
+        "seeds_out_of_fold": seed_decisions(sample.pages, oof, threshold),
+        "errors": error_list(sample.pages, oof, threshold),
     }
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return {"model": model, "threshold": threshold, "report": report, "oof_scores": oof_scores, "y": y}
 
 
 def write_model(result: Dict, sample: SampleSet, out_path: str, version: Optional[str] = None) -> Dict:
     version = version or dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S")
+    report = result["report"]
     meta = {
         "version": version,
         "threshold": result["threshold"],
         "training_data_sha256": sample.sha256(),
-        "training_files": [os.path.relpath(f, os.path.dirname(os.path.dirname(__file__))) if os.path.isabs(f) else f
-                           for f in sample.files],
+        "training_files": [_repo_relative(f) for f in sample.files],
         "training_pages": len(sample.pages),
         "training_sentences": len(sample.sentences),
-        "cv_metrics": result["cv_metrics"],
+        "cv_metrics": report["page"],
+        "cv_rationale": report["rationale"],
+        "cv_sentence_f1": {c: v["f1"] for c, v in report["sentence"].items()},
         "params": result["model"].get_params(),
         "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return save_model(result["model"], out_path, meta)
+
+
+def _repo_relative(path: str) -> str:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    full = os.path.abspath(path)
+    return os.path.relpath(full, root) if full.startswith(root + os.sep) else path
+
+
+# --------------------------------------------------------------------------
+# Promotion
+
+# Two models' figures on ~300 pages differ by noise of about this much; a
+# candidate inside the margin is "not worse".
+PROMOTE_PR_AUC_MARGIN = 0.01
+PROMOTE_F1_MARGIN = 0.02
+
+
+def promotion_decision(candidate: Dict, current: Optional[Dict], seeds_ok: bool) -> tuple:
+    """(promote?, reason) from two page-metric dicts measured the same way."""
+    if not seeds_ok:
+        return False, "the candidate does not decide every seed page as POLICY.md says"
+    if current is None:
+        return True, "no shipped model to compare with"
+    reasons = []
+    for key, margin in (("pr_auc", PROMOTE_PR_AUC_MARGIN), ("f1", PROMOTE_F1_MARGIN)):
+        cand, cur = candidate.get(key), current.get(key)
+        if cand is None or cur is None:
+            continue
+        if cand < cur - margin:
+            reasons.append(f"{key} {cand:.4f} is worse than the shipped model's {cur:.4f} (margin {margin})")
+    if reasons:
+        return False, "; ".join(reasons)
+    return True, (f"pr_auc {candidate.get('pr_auc')} vs {current.get('pr_auc')}, "
+                  f"f1 {candidate.get('f1')} vs {current.get('f1')}")
+
+
+def promote(candidate_path: str, eval_file: Optional[str], sample: SampleSet, result: Dict) -> tuple:
+    """Replace the shipped model with the candidate if it is not worse; returns (done, reason)."""
+    from regenwatch.models.artifact import ModelLoadError, load_model, manifest_uri
+
+    shipped = default_model_path()
+    candidate = load_model(candidate_path)  # verifies what was just written
+    seeds = [p for p in sample.pages if p.get("kind") == "seed"]
+    seed_scores = candidate.model.score_pages([normalize_page(p["text"]) for p in seeds])
+    seeds_ok = all((s.score >= candidate.model.threshold) == bool(p["label"]) for p, s in zip(seeds, seed_scores))
+    try:
+        current = load_model(shipped)
+    except ModelLoadError:
+        current = None
+    if eval_file:
+        rows = [validate_page_row(r, f"{eval_file}:{i}") for i, r in enumerate(read_jsonl(eval_file), 1)]
+        cand_metrics = evaluate_rows(candidate.model, rows)["page"]
+        cur_metrics = evaluate_rows(current.model, rows)["page"] if current else None
+        basis = f"on {eval_file}"
+    else:
+        cand_metrics = result["report"]["page"]
+        cur_metrics = current.manifest.get("cv_metrics") if current else None
+        basis = "on cross-validated figures (give --eval FILE to compare on a held-out set)"
+    ok, reason = promotion_decision(cand_metrics, cur_metrics, seeds_ok)
+    if not ok:
+        return False, f"not promoted {basis}: {reason}"
+    for src, dst in ((candidate_path, shipped), (manifest_uri(candidate_path), manifest_uri(shipped))):
+        if os.path.abspath(src) != os.path.abspath(dst):
+            shutil.copyfile(src, dst)
+    return True, f"promoted to {shipped} {basis}: {reason}"
 
 
 def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
@@ -96,6 +215,13 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
     parser.add_argument("--folds", type=int, default=5, help="Cross-validation folds over pages.")
     parser.add_argument("--version", default=None, help="Model version string (default: UTC timestamp).")
     parser.add_argument("--report", default=None, help="Write the training report as JSON here.")
+    parser.add_argument("--promote", action="store_true",
+                        help="Replace the shipped model (models/default/) with the new one, only if it is "
+                             "not worse; says why when it refuses (exit code 3).")
+    parser.add_argument("--eval", default=None,
+                        help="Labeled page file (dev-set format) on which --promote compares the two models; "
+                             "without it the cross-validated figures are compared.")
+    parser.add_argument("--jobs", type=int, default=2, help="Processes for cross-validation folds.")
     parser.add_argument("--feedback", nargs="*", default=[], metavar="VERDICTS",
                         help="Reviewer verdict files (.jsonl/.avro, schemas/verdict.avsc) merged into the "
                              "sample set: a rejected flag becomes a negative, a confirmed one a positive.")
@@ -108,17 +234,37 @@ def train_command(args: argparse.Namespace) -> int:
     sample = load_sample_set(args.data, extra=args.extra)
     sample = apply_feedback(sample, args.feedback, args.feedback_pages)
     print(f"training on {len(sample.pages)} pages and {len(sample.sentences)} labeled sentences", file=sys.stderr)
-    result = train(sample, n_folds=args.folds, random_state=args.seed)
+    result = train(sample, n_folds=args.folds, random_state=args.seed, n_jobs=args.jobs)
     out = args.out or os.path.join("models", "candidate.joblib")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     manifest = write_model(result, sample, out, version=args.version)
-    report = {"artifact": out, "version": manifest["version"], "threshold": result["threshold"],
-              "cv_metrics": result["cv_metrics"], "seconds": result["seconds"]}
+    report = {"artifact": out, "version": manifest["version"], "sha256": manifest["sha256"], **result["report"]}
+    report_dir = os.path.dirname(os.path.abspath(args.report or out))
+    report["plots"] = _plots(result, report_dir, os.path.splitext(os.path.basename(args.report or out))[0])
+    print(format_report(report, f"cross-validated report of model {manifest['version']} "
+                                f"({args.folds} folds, {report['seconds']} s)"))
+    for seed, d in report["seeds_out_of_fold"].items():
+        print(f"  seed {seed}: label {d['label']} score {d['score']} "
+              f"{'ok' if d['as_policy_says'] else 'DIFFERS FROM POLICY'} (out of fold)")
+    print(f"  artifact {out} (sha256 {manifest['sha256'][:16]}...)")
     if args.report:
         with open(args.report, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
-    print(json.dumps(report, indent=2))
+            json.dump(report, handle, indent=2, default=str)
+    if args.promote:
+        done, reason = promote(out, args.eval, sample, result)
+        print(reason)
+        return 0 if done else 3
     return 0
+
+
+def _plots(result: Dict, out_dir: str, stem: str) -> List[str]:
+    """PR curve and calibration plot beside the report (matplotlib, when installed)."""
+    try:
+        from regenwatch.training.plots import write_report_plots
+    except ImportError:
+        return []
+    plot_dir = os.path.join(out_dir, f"{stem}-plots")
+    return write_report_plots(result["y"], result["oof_scores"], result["threshold"], plot_dir)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
