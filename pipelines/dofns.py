@@ -26,11 +26,13 @@ from regenwatch.pipelines.pages import (
     Page,
     dead_letter,
     decision_record,
+    duplicate_dead_letter,
     flagged_record,
     iter_warc_pages,
     now_millis,
     page_from_json_line,
     page_from_record,
+    resolve_redeliveries,
 )
 
 NAMESPACE = "regenwatch"
@@ -88,9 +90,13 @@ class ReadAvroFileFn(beam.DoFn):
                     except InputError as exc:
                         self.dead_parse.inc()
                         yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, "parse", exc, source=path))
-        except (ValueError, OSError, EOFError, StopIteration) as exc:
+        except Exception as exc:  # pylint: disable=broad-except
             # A corrupt or truncated container: what was read is kept, the
             # rest of the file becomes one dead letter naming where it broke.
+            # Broad on purpose: fuzzing fastavro with corrupt files raised
+            # ValueError, EOFError, IndexError, KeyError, zlib.error,
+            # UnicodeDecodeError and SchemaParseException; a bad file is
+            # input, and input never crashes a run.
             self.read.inc()
             self.dead_read.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
@@ -108,22 +114,26 @@ class ReadWarcFileFn(beam.DoFn):
         self.dead_read = _dead_counter("read")
 
     def process(self, readable_file):
-        from warcio.exceptions import ArchiveLoadFailed
-
         path = readable_file.metadata.path
         try:
             with FileSystems.open(path, compression_type="uncompressed") as handle:
-                for item in iter_warc_pages(handle, source=path, max_bytes=self.max_bytes):
+                for item in iter_warc_pages(handle, source=path, max_bytes=self.max_bytes,
+                                            size=readable_file.metadata.size_in_bytes):
                     if isinstance(item, Page):
                         self.read.inc()
                         yield item
                     elif item[0] == "skip":
                         self.skipped.inc()
                     else:
+                        stage = getattr(item[1], "stage", "parse")
                         self.read.inc()
-                        self.dead_parse.inc()
-                        yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(item[0], "parse", item[1], source=path))
-        except (ArchiveLoadFailed, ValueError, OSError, EOFError) as exc:
+                        (self.dead_read if stage == "read" else self.dead_parse).inc()
+                        yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(item[0], stage, item[1], source=path))
+        except Exception as exc:  # pylint: disable=broad-except
+            # The rest of a truncated or corrupt file: one dead letter. Broad
+            # on purpose: besides ArchiveLoadFailed, warcio raises
+            # AttributeError, ValueError or zlib.error on corrupt headers and
+            # members (found by fuzzing); a bad file never crashes a run.
             self.read.inc()
             self.dead_read.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, "read", exc, source=path))
@@ -311,3 +321,37 @@ class ScoreBatchFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(page, "score", exc))
                 continue
             yield from self._emit(loaded, threshold, page, normalized, score, processed_at)
+
+
+class ResolveRedeliveriesFn(beam.DoFn):
+    """((id, content_sha256), {"decisions", "flagged"}) -> one decision (+ its flagged record).
+
+    Further copies of the same page become dead letters (stage "duplicate").
+    ScoreBatchFn counted every copy as decided (and flagged); the copies are
+    un-counted here so the counters keep matching the records written.
+    """
+
+    def __init__(self):
+        self.dead = _dead_counter("duplicate")
+        self.decided = Metrics.counter(NAMESPACE, "pages_decided")
+        self.flag_counters = {s: Metrics.counter(NAMESPACE, f"flagged_{s}") for s in ("high", "medium", "low")}
+
+    def process(self, element):
+        _, grouped = element
+        decisions, flagged = list(grouped["decisions"]), list(grouped["flagged"])
+        if not decisions:
+            # Flagged records always come with their decision; pass any
+            # through rather than lose them.
+            for record in flagged:
+                yield beam.pvalue.TaggedOutput(FLAGGED, record)
+            return
+        kept, kept_flagged, extra = resolve_redeliveries(decisions, flagged)
+        yield kept
+        if kept_flagged is not None:
+            yield beam.pvalue.TaggedOutput(FLAGGED, kept_flagged)
+        for copy in extra:
+            self.decided.dec()
+            if copy["flagged"] and copy.get("severity") in self.flag_counters:
+                self.flag_counters[copy["severity"]].dec()
+            self.dead.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, duplicate_dead_letter(copy, kept))

@@ -23,7 +23,15 @@ class RegenwatchOptions(PipelineOptions):
         )
         parser.add_argument(
             "--output",
-            help="Output directory; receives flagged-*.avro, decisions-*.avro and deadletter-*.avro.",
+            help="Output directory; receives flagged-*.avro, decisions-*.avro, deadletter-*.avro and, "
+                 "last, _SUCCESS (under <output>/<run_id>/ when --run_id is given).",
+        )
+        parser.add_argument(
+            "--run_id",
+            default=None,
+            help="(run) Name of this run, e.g. the schedule date 2026-11-22: outputs are published to "
+                 "<output>/<run_id>/, and a rerun with the same id replaces them. Without it the "
+                 "outputs go to <output> itself and the id is derived from --input and --output.",
         )
         parser.add_argument(
             "--model",
@@ -59,7 +67,8 @@ class RegenwatchOptions(PipelineOptions):
             "--max_dead_letter_ratio",
             type=float,
             default=1.0,
-            help="Exit non-zero when dead letters / pages read exceeds this ratio (0-1).",
+            help="Exit non-zero when dead letters / pages read exceeds this ratio (0-1); "
+                 "re-delivered duplicates do not count. The outputs are published either way.",
         )
         # Streaming (regenwatch stream); the batch job ignores these.
         parser.add_argument(
@@ -122,6 +131,13 @@ def validate_options(opts: RegenwatchOptions) -> None:
         errors.append("--batch_size must be positive")
     if not 0.0 <= opts.max_dead_letter_ratio <= 1.0:
         errors.append("--max_dead_letter_ratio must be within [0, 1]")
+    if getattr(opts, "run_id", None) is not None:
+        from regenwatch.pipelines.publish import validate_run_id
+
+        try:
+            validate_run_id(opts.run_id)
+        except ValueError as exc:
+            errors.append(str(exc))
     if errors:
         raise ValueError("; ".join(errors))
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from regenwatch.models.classifier import PageScore, severity_for
 from regenwatch.models.text import DEFAULT_MAX_CONTENT_CHARS, NormalizedPage, PageError
@@ -204,45 +205,189 @@ def flagged_record(page: Page, normalized: NormalizedPage, score: PageScore, thr
     }
 
 
-def iter_warc_pages(stream, source: Optional[str] = None, max_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> Iterator[Any]:
-    """Pages from a WARC stream (.warc or .warc.gz): yields Page or (raw, error) for bad records.
+# Response payloads that are pages; images, scripts, stylesheets, PDFs... in
+# a response record are not pages (skipped and counted, not dead-lettered).
+WARC_PAGE_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
+# warcio does not count the CRLF CRLF that ends the last record in its length.
+_WARC_TRAILER_SLACK = 4
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?([A-Za-z0-9._:-]{1,40})""", re.IGNORECASE)
 
-    Only ``response`` records with an HTML or text payload are pages; request,
-    metadata, warcinfo and image/script responses are not (they are skipped and
-    counted by the caller, not dead-lettered).
+
+class WarcReadError(InputError):
+    """A WARC file or record that cannot be read whole (truncated or corrupt)."""
+
+    stage = "read"
+
+
+def _declared_charset(content_type: str) -> Optional[str]:
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip("\"'") or None
+    return None
+
+
+def decode_payload(payload: bytes, declared: Optional[str] = None) -> str:
+    """HTTP payload -> text: the declared charset, else a <meta> charset, else UTF-8, else cp1252.
+
+    Undeclared legacy pages are usually windows-1252 (the WHATWG default for
+    the Western web); decoding them as UTF-8 with replacement would destroy
+    every accented letter.
+    """
+    meta = _META_CHARSET.search(payload[:2048])
+    for charset in (declared, meta.group(1).decode("ascii") if meta else None):
+        if not charset:
+            continue
+        try:
+            return payload.decode(charset, "replace")
+        except (LookupError, UnicodeError, ValueError):
+            continue  # an unknown or non-text codec name: try the next source
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return payload.decode("cp1252", "replace")
+
+
+def _warc_record_item(record, source: Optional[str], max_bytes: int) -> Any:
+    """One WARC record -> Page, ("skip", reason) or (raw description, InputError)."""
+    if record.rec_type != "response":
+        return ("skip", record.rec_type or "unknown record type")
+    record_id = record.rec_headers.get_header("WARC-Record-ID") or ""
+    url = record.rec_headers.get_header("WARC-Target-URI")
+    date = record.rec_headers.get_header("WARC-Date")
+    if record.http_headers is not None:
+        ctype = record.http_headers.get_header("Content-Type") or ""
+        status = record.http_headers.get_statuscode()
+        # Redirects and error pages are the server's boilerplate, not the
+        # content at that URL.
+        if not (status or "").startswith("2"):
+            return ("skip", f"status {status}")
+    else:
+        # A non-HTTP response (dns:, ftp:): the record's own type describes it.
+        ctype = record.rec_headers.get_header("Content-Type") or ""
+    base = ctype.split(";")[0].strip().lower()
+    if base and base not in WARC_PAGE_TYPES:
+        return ("skip", base)
+    limit = max_bytes * 4
+    payload = record.content_stream().read(limit + 1)
+    raw_desc = {"warc_record_id": record_id, "url": url, "content_type": ctype, "source": source}
+    if len(payload) > limit:
+        return (raw_desc, InputError(f"WARC payload over {limit} bytes"))
+    content = decode_payload(payload, _declared_charset(ctype))
+    try:
+        return page_from_record(
+            {"id": record_id.strip("<>"), "content": content, "url": url, "fetched_at": date,
+             "content_type": ("text/plain" if base == "text/plain" else "text/html") if base else None},
+            source=source, max_bytes=max_bytes)
+    except InputError as exc:
+        return ({**raw_desc, "content": content[:DEAD_LETTER_RAW_LIMIT]}, exc)
+
+
+def iter_warc_pages(stream, source: Optional[str] = None, max_bytes: int = DEFAULT_MAX_PAGE_BYTES,
+                    size: Optional[int] = None) -> Iterator[Any]:
+    """Pages from a WARC stream (.warc or .warc.gz), read record by record.
+
+    Yields a Page for each ``response`` record with a 2xx status and an HTML or
+    text payload (id from WARC-Record-ID, url from WARC-Target-URI, fetched_at
+    from WARC-Date); ``(raw, InputError)`` for such a record that is not a
+    valid page; ``("skip", reason)`` for records that are not pages (warcinfo,
+    request, metadata, revisit, images, scripts, redirects), which the caller
+    counts. When ``size`` (or the stream position) shows bytes after the last
+    record that warcio could not read, raises :class:`WarcReadError`: a
+    truncated gzip member otherwise ends the iteration silently.
     """
     from warcio.archiveiterator import ArchiveIterator
 
-    for record in ArchiveIterator(stream, arc2warc=True):
-        if record.rec_type != "response":
-            yield ("skip", record.rec_type)
+    records = ArchiveIterator(stream, arc2warc=True)
+    end = 0
+    compressed = False
+    for record in records:
+        compressed = compressed or getattr(getattr(records, "reader", None), "decompressor", None) is not None
+        if record.rec_type is None:
+            if not record.rec_headers.headers:
+                yield ("skip", "blank bytes between records")
+                continue
+            # Headers that stop before the record type: the file was cut.
+            yield ({"warc_record_id": record.rec_headers.get_header("WARC-Record-ID"), "source": source},
+                   WarcReadError("WARC record header incomplete: the file is truncated or corrupt"))
             continue
-        record_id = record.rec_headers.get_header("WARC-Record-ID") or ""
-        url = record.rec_headers.get_header("WARC-Target-URI")
-        date = record.rec_headers.get_header("WARC-Date")
-        ctype = ""
-        if record.http_headers is not None:
-            ctype = (record.http_headers.get_header("Content-Type") or "").lower()
-        base = ctype.split(";")[0].strip()
-        if base and not (base.startswith("text/") or base == "application/xhtml+xml"):
-            yield ("skip", base)
-            continue
-        payload = record.content_stream().read(max_bytes * 4 + 1)
-        raw_desc = {"warc_record_id": record_id, "url": url, "content_type": ctype}
-        if len(payload) > max_bytes * 4:
-            yield (raw_desc, InputError(f"WARC payload over {max_bytes * 4} bytes"))
-            continue
-        charset = "utf-8"
-        if "charset=" in ctype:
-            charset = ctype.split("charset=")[-1].split(";")[0].strip() or "utf-8"
+        item = _warc_record_item(record, source, max_bytes)
+        # Reads the rest of the record, so raw_stream.limit is what never came.
+        end = records.get_record_offset() + records.get_record_length()
+        missing = getattr(record.raw_stream, "limit", 0)
+        if missing and not (isinstance(item, tuple) and isinstance(item[1], InputError)):
+            item = ({"warc_record_id": record.rec_headers.get_header("WARC-Record-ID"),
+                     "url": record.rec_headers.get_header("WARC-Target-URI"), "source": source},
+                    WarcReadError(f"WARC {record.rec_type} record truncated: {missing} of its "
+                                  f"{record.length} bytes are missing"))
+        yield item
+    # A gzip member cut short ends warcio's iteration without an error; the
+    # compressed bytes it never reached show it. (Uncompressed files cannot
+    # hide a cut: the last record comes out truncated, caught above.)
+    if not compressed:
+        return
+    if size is None:
         try:
-            content = payload.decode(charset)
-        except (UnicodeDecodeError, LookupError):
-            content = payload.decode("utf-8", "replace")
-        try:
-            yield page_from_record(
-                {"id": record_id.strip("<>"), "content": content, "url": url, "fetched_at": date,
-                 "content_type": "text/html" if "html" in base else ("text/plain" if base else None)},
-                source=source, max_bytes=max_bytes)
-        except InputError as exc:
-            yield ({**raw_desc, "content": content[:DEAD_LETTER_RAW_LIMIT]}, exc)
+            size = stream.tell()
+        except (AttributeError, OSError, ValueError):
+            return
+    if size - end > _WARC_TRAILER_SLACK:
+        raise WarcReadError(
+            f"{size - end} bytes after the last complete record (which ends at byte {end}) could not "
+            "be read as WARC records: the file is truncated or corrupt")
+
+
+# --------------------------------------------------------------------------
+# Duplicate ids
+#
+# What a duplicate ``id`` means (README, "Duplicate ids"): a page is the pair
+# (id, content_sha256).
+# * Same id, same content: a re-delivery (a crawler retry, an overlapping
+#   input partition). It is decided once; every further copy becomes a dead
+#   letter with stage "duplicate", so pages in = decisions + dead letters
+#   still holds exactly and a reviewer never sees the same page twice.
+# * Same id, different content: the page changed between fetches. Each
+#   version is decided, and the decisions tell them apart by content_sha256.
+# The copies are resolved after scoring, on the small decision records, so
+# page content is never shuffled (or held by a local runner) to find them.
+
+
+def redelivery_key(record: Dict[str, Any]) -> Tuple[str, str]:
+    """The identity of a decided page: (id, content_sha256)."""
+    return record["id"], record["content_sha256"]
+
+
+def _copy_order(decision: Dict[str, Any]) -> tuple:
+    url = decision.get("url")
+    return (url is None, url or "", decision.get("processed_at") or 0)
+
+
+def resolve_redeliveries(decisions: Sequence[Dict[str, Any]], flagged: Sequence[Dict[str, Any]]
+                         ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]], List[Dict[str, Any]]]:
+    """Copies of one (id, content_sha256) -> (decision kept, its flagged record or None, copies over).
+
+    The copy kept is the first by url (then processing time), so reruns keep
+    the same one. Its flagged record is the one from the same copy: same url,
+    score and processing time.
+    """
+    ordered = sorted(decisions, key=_copy_order)
+    kept, extra = ordered[0], list(ordered[1:])
+    kept_flagged = None
+    if kept["flagged"]:
+        same_copy = [f for f in flagged if (f.get("url"), f["score"], f["processed_at"])
+                     == (kept.get("url"), kept["score"], kept["processed_at"])]
+        candidates = same_copy or [f for f in flagged if f["score"] == kept["score"]]
+        if candidates:
+            kept_flagged = min(candidates, key=lambda f: f.get("fetched_at") or "")
+    return kept, kept_flagged, extra
+
+
+def duplicate_dead_letter(copy: Dict[str, Any], kept: Dict[str, Any]) -> Dict[str, Any]:
+    """The dead letter of a re-delivered copy (its content is the kept copy's, byte for byte)."""
+    raw = {"id": copy["id"], "url": copy.get("url"), "content_sha256": copy["content_sha256"],
+           "decided_as": {"url": kept.get("url"), "score": kept["score"], "flagged": kept["flagged"]}}
+    return dead_letter(
+        raw, "duplicate",
+        f"DuplicatePage: id {copy['id']!r} with the same content (sha256 {copy['content_sha256'][:12]}...) "
+        "was already decided in this run; a re-delivery is decided once",
+        page_id=copy["id"])

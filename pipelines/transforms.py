@@ -23,9 +23,11 @@ from regenwatch.pipelines.dofns import (
     ParseJsonLineFn,
     ReadAvroFileFn,
     ReadWarcFileFn,
+    ResolveRedeliveriesFn,
     ScoreBatchFn,
     UnsupportedFileFn,
 )
+from regenwatch.pipelines.pages import redelivery_key
 from regenwatch.schemas import load_schema
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
@@ -150,6 +152,30 @@ class ModeratePages(beam.PTransform):
         return ModerationOutputs(decisions=scored.decisions, flagged=flagged, dead_letters=dead)
 
 
+class DeduplicateDecisions(beam.PTransform):
+    """ModerationOutputs -> ModerationOutputs where each (id, content_sha256) is decided once.
+
+    A re-delivered page (same id, same content) keeps one decision and one
+    flagged record; its other copies become dead letters (stage "duplicate").
+    The same id with different content is a new version and stays decided.
+    Grouping runs on the small decision/flagged records, never on page
+    content (pipelines/pages.py, "Duplicate ids").
+    """
+
+    def expand(self, outputs: ModerationOutputs):
+        grouped = (
+            {
+                "decisions": outputs.decisions | "KeyDecisions" >> beam.Map(lambda d: (redelivery_key(d), d)),
+                "flagged": outputs.flagged | "KeyFlagged" >> beam.Map(lambda f: (redelivery_key(f), f)),
+            }
+            | "GroupCopies" >> beam.CoGroupByKey()
+            | "ResolveRedeliveries" >> beam.ParDo(ResolveRedeliveriesFn()).with_outputs(
+                DEAD_LETTER, FLAGGED, main="decisions")
+        )
+        dead = (outputs.dead_letters, grouped[DEAD_LETTER]) | "WithDuplicates" >> beam.Flatten()
+        return ModerationOutputs(decisions=grouped.decisions, flagged=grouped[FLAGGED], dead_letters=dead)
+
+
 OUTPUT_PREFIXES = {"flagged": "flagged", "decision": "decisions", "deadletter": "deadletter"}
 
 
@@ -211,6 +237,7 @@ def _exists(directory: str) -> bool:
 
 
 __all__ = [
+    "DeduplicateDecisions",
     "ModeratePages",
     "ModerationOutputs",
     "ReadPages",

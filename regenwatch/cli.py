@@ -23,8 +23,11 @@ regenwatch options:
 
 Any Beam pipeline option is accepted as well (--runner, --direct_num_workers,
 --direct_running_mode, --setup_file, --project, --temp_location, ...).
-Exit code: 0 on success; 1 when the run fails or dead letters exceed
---max_dead_letter_ratio; 2 on invalid options.
+The outputs are written to staging and published together, _SUCCESS last; a
+rerun with the same --run_id replaces them (README, "Scheduling").
+Exit code: 0 on success; 1 when the model is refused, the run fails (nothing
+is published), or dead letters exceed --max_dead_letter_ratio (published,
+with the problem in _SUCCESS); 2 on invalid options.
 """
 
 
@@ -56,16 +59,17 @@ def cmd_run(argv: List[str]) -> int:
     except ModelLoadError as exc:
         print(f"regenwatch run: model refused: {exc}", file=sys.stderr)
         return 1
-    summary = result.summary
-    from regenwatch.pipelines.options import RegenwatchOptions
-    from regenwatch.pipelines.moderate import make_options
-
-    ratio_cap = make_options(argv).view_as(RegenwatchOptions).max_dead_letter_ratio
-    if summary.pages_read and summary.dead_total / summary.pages_read > ratio_cap:
-        print(f"regenwatch run: {summary.dead_total} of {summary.pages_read} inputs dead-lettered, "
-              f"over --max_dead_letter_ratio {ratio_cap}", file=sys.stderr)
+    except Exception as exc:  # pylint: disable=broad-except
+        # The job failed (a worker error, the output store): the previous
+        # outputs of this run id stand untouched. A scheduler needs exit 1
+        # and a last line that says so; the traceback is for the operator.
+        logging.getLogger("regenwatch").error("run failed", exc_info=True)
+        print(f"regenwatch run: the run failed, nothing was published: {type(exc).__name__}: "
+              f"{str(exc)[:2000]}", file=sys.stderr)
         return 1
-    return 0
+    for problem in result.summary.problems:
+        print(f"regenwatch run: {problem}", file=sys.stderr)
+    return 1 if result.summary.problems else 0
 
 
 STREAM_HELP = """usage: regenwatch stream (--input GLOB | --input_subscription SUB) --output DIR [--window_seconds S]
