@@ -29,9 +29,12 @@ LATIN1_HTML = "<html><body><p>Thérapie régénérative à Genève: résultats v
 GZIPPED_HTML = "<html><body><p>Stem cell injections reverse knee damage in one visit, guaranteed.</p></body></html>"
 
 
+VARIANTS = {"gz": "0", "plain": "1", "cut": "2"}
+
+
 def record_id(n: int, variant: str) -> str:
     # Valid UUIDs; the last group says which sample file and which record.
-    return f"<urn:uuid:00000000-0000-4000-8000-{'0' if variant == 'gz' else '1'}{n:011d}>"
+    return f"<urn:uuid:00000000-0000-4000-8000-{VARIANTS[variant]}{n:011d}>"
 
 
 # (kind, warc type, uri, status, content type, body, extra http headers, outcome)
@@ -67,11 +70,11 @@ def warc_date(n: int) -> str:
     return f"2026-11-20T10:{n:02d}:00Z"
 
 
-def write_sample(path: str, gzip_records: bool) -> None:
+def write_sample(path: str, gzip_records: bool, variant: str = "") -> None:
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
-    variant = "gz" if gzip_records else "plain"
+    variant = variant or ("gz" if gzip_records else "plain")
     with open(path, "wb") as handle:
         writer = WARCWriter(handle, gzip=gzip_records)
         for n, (kind, warc_type, uri, status, ctype, body, extra, _) in enumerate(RECORDS):
