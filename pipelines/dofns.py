@@ -28,6 +28,7 @@ from regenwatch.pipelines.pages import (
     decision_record,
     duplicate_dead_letter,
     flagged_record,
+    iter_jsonl_lines,
     iter_warc_pages,
     now_millis,
     page_from_json_line,
@@ -65,6 +66,50 @@ class ParseJsonLineFn(beam.DoFn):
         except InputError as exc:
             self.dead.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(line, "parse", exc, source=source))
+
+
+class ReadJsonlRangeFn(beam.DoFn):
+    """(path, start, end) -> (path, line bytes) for each line starting in the byte range.
+
+    Lines are read in 1 MiB chunks (pages.iter_jsonl_lines): a line over the
+    page cap becomes a dead letter with its first 1 MiB, without ever being
+    held whole. A file that cannot be read on (a corrupt gzip) ends in one
+    dead letter; the lines before it are kept.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.read = Metrics.counter(NAMESPACE, "pages_read")
+        self.dead_parse = _dead_counter("parse")
+        self.dead_read = _dead_counter("read")
+
+    def process(self, element: Tuple[str, int, Optional[int]]):
+        path, start, end = element
+        offset = start
+        try:
+            # FileSystems.open decompresses .gz & co. by extension; compressed
+            # files are one range, so they are never seeked into.
+            with FileSystems.open(path) as handle:
+                if start > 0:
+                    handle.seek(start - 1)
+                for line in iter_jsonl_lines(handle.read, start, end, max_line_bytes=self.max_bytes * 4):
+                    offset = line.offset
+                    if not line.over_cap:
+                        yield path, line.data
+                        continue
+                    self.read.inc()
+                    self.dead_parse.inc()
+                    record = dead_letter(line.data, "parse", InputError(
+                        f"line at byte {line.offset} has {line.length} bytes, far over the page cap of "
+                        f"{self.max_bytes} characters (--max_page_bytes)"), source=path)
+                    yield beam.pvalue.TaggedOutput(DEAD_LETTER, {**record, "raw_truncated": True})
+        except Exception as exc:  # pylint: disable=broad-except
+            # A corrupt or truncated compressed file (zlib.error, EOFError,
+            # OSError...): the rest of the file is one dead letter.
+            self.read.inc()
+            self.dead_read.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
+                f"{path} after byte {offset} of the uncompressed text", "read", exc, source=path))
 
 
 class ReadAvroFileFn(beam.DoFn):

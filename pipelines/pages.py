@@ -106,6 +106,112 @@ def page_from_json_line(line: bytes, source: Optional[str] = None, max_bytes: in
     return page_from_record(record, source=source, max_bytes=max_bytes)
 
 
+# --------------------------------------------------------------------------
+# JSON Lines, read in chunks with a cap per line
+
+# Bytes read per call: memory per reader is one chunk plus the line being
+# assembled (at most the line cap), whatever the file size.
+JSONL_READ_CHUNK = 1 << 20
+# Uncompressed files are cut into byte ranges of this size, read in parallel.
+JSONL_RANGE_BYTES = 64 * 1024 * 1024
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".deflate", ".zst", ".lzma", ".xz")
+
+
+@dataclass(frozen=True)
+class JsonlLine:
+    offset: int      # of the line's first byte in the (uncompressed) file
+    data: bytes      # the line without its end of line; only a prefix when over_cap
+    length: int      # bytes of the whole line, end of line included
+    over_cap: bool
+
+
+def jsonl_ranges(path: str, size: Optional[int], range_bytes: Optional[int] = None
+                 ) -> List[Tuple[str, int, Optional[int]]]:
+    """(path, start, end) byte ranges of a JSONL file; one open-ended range when compressed or of unknown size."""
+    range_bytes = range_bytes or JSONL_RANGE_BYTES
+    if size is None or path.lower().endswith(COMPRESSED_SUFFIXES) or size <= range_bytes:
+        return [(path, 0, None)]
+    return [(path, start, min(start + range_bytes, size)) for start in range(0, size, range_bytes)]
+
+
+def iter_jsonl_lines(read, start: int = 0, end: Optional[int] = None, max_line_bytes: int = DEFAULT_MAX_PAGE_BYTES * 4,
+                     keep_bytes: int = DEAD_LETTER_RAW_LIMIT) -> Iterator[JsonlLine]:
+    """The lines that start in [start, end) of a byte stream, read ``JSONL_READ_CHUNK`` at a time.
+
+    ``read(n)`` reads the stream, positioned at ``start - 1`` when ``start`` >
+    0 (that byte decides whether the first line read belongs to the previous
+    range: the same rule as Beam's text source). A line longer than
+    ``max_line_bytes`` is not assembled: its first ``keep_bytes`` are kept
+    for the dead letter and the rest is counted and dropped, so neither time
+    nor memory grows with the length of a hostile line (Beam's ReadFromText
+    grew its buffer by re-concatenation: a 20 MB line took seconds, a
+    one-line 1 GB file would have been held whole).
+    """
+    pieces: List[bytes] = []
+    length = kept = 0
+    over = False
+    pos = start - 1 if start > 0 else 0
+    skip_first = start > 0
+
+    def take_line() -> Optional[JsonlLine]:
+        nonlocal pieces, length, kept, over, pos, skip_first
+        line_start, line_length, line_over = pos, length, over
+        data = b"".join(pieces)
+        pieces, length, kept, over = [], 0, 0, False
+        pos += line_length
+        if skip_first:
+            skip_first = False
+            return None
+        if line_over:
+            return JsonlLine(line_start, data[:keep_bytes], line_length, True)
+        if data.endswith(b"\n"):
+            data = data[:-1]
+        if data.endswith(b"\r"):
+            data = data[:-1]
+        return JsonlLine(line_start, data, line_length, False)
+
+    def add(piece: bytes) -> None:
+        nonlocal length, kept, over, pieces
+        length += len(piece)
+        if skip_first:
+            return  # the previous range's line: only its length matters
+        if over:
+            if kept < keep_bytes:
+                pieces.append(piece[:keep_bytes - kept])
+                kept += len(pieces[-1])
+            return
+        pieces.append(piece)
+        kept += len(piece)
+        if length > max_line_bytes:
+            over = True
+            pieces = [b"".join(pieces)[:keep_bytes]]
+            kept = len(pieces[0])
+
+    while True:
+        if end is not None and not pieces and not skip_first and pos >= end:
+            return  # the next line starts in the next range
+        chunk = read(JSONL_READ_CHUNK)
+        if not chunk:
+            break
+        at = 0
+        while at < len(chunk):
+            nl = chunk.find(b"\n", at)
+            if nl < 0:
+                add(chunk[at:])
+                break
+            add(chunk[at:nl + 1])
+            at = nl + 1
+            line = take_line()
+            if line is not None:
+                if end is not None and line.offset >= end:
+                    return
+                yield line
+    if pieces or length:
+        line = take_line()
+        if line is not None and (end is None or line.offset < end):
+            yield line
+
+
 def raw_for_dead_letter(raw: Any) -> tuple:
     """(string, truncated) for a dead letter's raw field, capped at 1 MiB of UTF-8."""
     if isinstance(raw, Page):

@@ -22,12 +22,13 @@ from regenwatch.pipelines.dofns import (
     NormalizeFn,
     ParseJsonLineFn,
     ReadAvroFileFn,
+    ReadJsonlRangeFn,
     ReadWarcFileFn,
     ResolveRedeliveriesFn,
     ScoreBatchFn,
     UnsupportedFileFn,
 )
-from regenwatch.pipelines.pages import redelivery_key
+from regenwatch.pipelines.pages import jsonl_ranges, redelivery_key
 from regenwatch.schemas import load_schema
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
@@ -73,16 +74,24 @@ class ReadPages(beam.PTransform):
         groups = match_input_files(self.pattern)
         pages, dead = [], []
         if groups.get("jsonl"):
-            parsed = (
+            sizes = {m.path: m.size_in_bytes for m in FileSystems.match([self.pattern])[0].metadata_list}
+            # Not ReadAllFromText: its buffer grows by re-concatenation, so a
+            # 20 MB line took seconds and a one-line file was held whole.
+            lines = (
                 pbegin
-                | "JsonlFiles" >> beam.Create(groups["jsonl"])
+                | "JsonlRanges" >> beam.Create(
+                    [r for path in groups["jsonl"] for r in jsonl_ranges(path, sizes.get(path))])
+                # One 64 MiB range per element; break fusion so ranges spread over workers.
+                | "ReshuffleJsonl" >> beam.Reshuffle()
                 # Bytes, not str: invalid UTF-8 must reach the parser and
                 # become a dead letter instead of failing the read.
-                | "ReadJsonlLines" >> beam.io.ReadAllFromText(coder=beam.coders.BytesCoder(), with_filename=True)
-                | "ParseJsonl" >> beam.ParDo(ParseJsonLineFn(self.max_bytes)).with_outputs(DEAD_LETTER, main="pages")
+                | "ReadJsonlLines" >> beam.ParDo(ReadJsonlRangeFn(self.max_bytes)).with_outputs(
+                    DEAD_LETTER, main="lines")
             )
+            parsed = lines.lines | "ParseJsonl" >> beam.ParDo(ParseJsonLineFn(self.max_bytes)).with_outputs(
+                DEAD_LETTER, main="pages")
             pages.append(parsed.pages)
-            dead.append(parsed[DEAD_LETTER])
+            dead.extend([lines[DEAD_LETTER], parsed[DEAD_LETTER]])
         for fmt, fn in (("avro", ReadAvroFileFn), ("warc", ReadWarcFileFn)):
             if groups.get(fmt):
                 read = (
