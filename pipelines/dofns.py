@@ -261,8 +261,12 @@ class ScoreBatchFn(beam.DoFn):
     """
 
     def __init__(self, model_uri: str, threshold: Optional[float], refresh_seconds: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, expected_sha256: Optional[str] = None):
         self.model_uri = model_uri
+        # The artifact digest the launcher verified (HMAC included, when it
+        # has the key): a worker refuses, before unpickling, a model swapped
+        # since submission, even without the key in its own environment.
+        self.expected_sha256 = expected_sha256
         self.threshold_override = threshold
         self.refresh_seconds = float(refresh_seconds or 0.0)
         self.clock = clock
@@ -275,7 +279,7 @@ class ScoreBatchFn(beam.DoFn):
         self.refused_counter = Metrics.counter(NAMESPACE, "model_swaps_refused")
 
     def _first_load(self) -> _ModelHolder:
-        loaded = load_model(self.model_uri)
+        loaded = load_model(self.model_uri, expected_sha256=self.expected_sha256)
         logging.info("regenwatch model %s loaded from %s", loaded.version, self.model_uri)
         return _ModelHolder(loaded, self._next_check_after(self.clock()))
 

@@ -36,10 +36,13 @@ from regenwatch.pipelines.transforms import (
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 
 
-def build_pipeline(p: beam.Pipeline, options: RegenwatchOptions, output_dir: Optional[str] = None) -> dict:
+def build_pipeline(p: beam.Pipeline, options: RegenwatchOptions, output_dir: Optional[str] = None,
+                   model_sha256: Optional[str] = None) -> dict:
     """Read -> moderate -> resolve re-deliveries -> write; returns the write results by output name.
 
-    ``output_dir`` defaults to ``--output``; :func:`run` passes its staging directory.
+    ``output_dir`` defaults to ``--output``; :func:`run` passes its staging
+    directory, and ``model_sha256``, the digest of the model it verified, so
+    workers load that model or none.
     """
     pages, read_dead = p | "ReadPages" >> ReadPages(options.input, options.max_page_bytes)
     moderated = pages | "ModeratePages" >> ModeratePages(
@@ -48,6 +51,7 @@ def build_pipeline(p: beam.Pipeline, options: RegenwatchOptions, output_dir: Opt
         max_bytes=options.max_page_bytes,
         max_sentences=options.max_sentences,
         batch_size=options.batch_size,
+        model_sha256=model_sha256,
     )
     # A re-delivered page (same id, same content) is decided once; see
     # pipelines/pages.py, "Duplicate ids".
@@ -169,7 +173,7 @@ def run(argv: Optional[List[str]] = None, save_main_session: bool = False) -> Pi
         logging.warning("removed what an earlier, unfinished attempt of run %s left: %s",
                         layout.run_id, ", ".join(removed))
     p = beam.Pipeline(options=options)
-    build_pipeline(p, opts, output_dir=layout.staging_dir)
+    build_pipeline(p, opts, output_dir=layout.staging_dir, model_sha256=loaded.manifest["sha256"])
     try:
         result = p.run()
         state = result.wait_until_finish()

@@ -130,9 +130,11 @@ class ModeratePages(beam.PTransform):
 
     def __init__(self, model_uri: str = "default", threshold: Optional[float] = None,
                  max_bytes: int = 5 * 1024 * 1024, max_sentences: int = 2000, batch_size: int = 64,
-                 model_refresh_seconds: float = 0.0, cluster: bool = True):
+                 model_refresh_seconds: float = 0.0, cluster: bool = True, model_sha256: Optional[str] = None):
         super().__init__()
         self.model_uri = model_uri
+        # Pins the model verified at submission (batch): see ScoreBatchFn.
+        self.model_sha256 = model_sha256
         # > 0 (streaming): ScoreBatchFn swaps in a newly promoted model; 0 reads it once.
         self.model_refresh_seconds = model_refresh_seconds
         self.threshold = threshold
@@ -151,7 +153,8 @@ class ModeratePages(beam.PTransform):
             normalized.pages
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.batch_size)
             | "Score" >> beam.ParDo(ScoreBatchFn(
-                self.model_uri, self.threshold, refresh_seconds=self.model_refresh_seconds)).with_outputs(
+                self.model_uri, self.threshold, refresh_seconds=self.model_refresh_seconds,
+                expected_sha256=self.model_sha256)).with_outputs(
                 DEAD_LETTER, FLAGGED, main="decisions")
         )
         dead = (normalized[DEAD_LETTER], scored[DEAD_LETTER]) | "ModerationDeadLetters" >> beam.Flatten()

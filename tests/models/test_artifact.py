@@ -274,3 +274,20 @@ def test_console_script_exits_non_zero_on_a_tampered_model(model_copy, tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "model refused" in proc.stderr and "SHA-256" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_worker_never_unpickles_a_model_swapped_after_submission(canary, small_model_uri, tmp_path):
+    """The launcher verified one model; the model path now holds another (consistent with its own
+    manifest, so a worker without the HMAC key would accept it). Workers load the pinned digest or nothing."""
+    import apache_beam as beam
+
+    from regenwatch.pipelines.moderate import build_pipeline, make_options
+    from regenwatch.pipelines.options import RegenwatchOptions
+
+    artifact, marker = canary
+    verified_at_submission = read_manifest(small_model_uri)["sha256"]
+    options = make_options(["--input", SEED_INPUT, "--output", str(tmp_path / "out"), "--model", artifact])
+    with pytest.raises(Exception, match="changed since the run was submitted"):
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, options.view_as(RegenwatchOptions), model_sha256=verified_at_submission)
+    assert not marker.exists()
