@@ -6,9 +6,9 @@ import logging
 import sys
 from typing import List, Optional
 
-RUN_HELP = """usage: regenwatch run --input GLOB --output DIR [--model URI] [--threshold X] [Beam pipeline options...]
+RUN_HELP = """usage: regenwatch run --input GLOB --output DIR [--run_id ID] [--model URI] [--threshold X] [Beam pipeline options...]
 
-Moderate scraped pages in batch (DirectRunner by default) and write, under DIR:
+Moderate scraped pages in batch (DirectRunner by default) and write, under DIR (DIR/ID with --run_id):
   flagged-*.avro     the reviewer queue (score, severity, categories, rationale, signals)
   decisions-*.avro   one record per page decided
   deadletter-*.avro  one record per input that could not be processed, with the reason
