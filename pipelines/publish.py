@@ -166,7 +166,12 @@ def clean_stale(layout: RunLayout) -> List[str]:
     run side by side.
     """
     stale = []
-    if _match(FileSystems.join(layout.staging_root, "*")) or FileSystems.exists(layout.staging_root):
+    if "://" in layout.staging_root:
+        # Object stores: the "directory" exists only as objects under its prefix.
+        present = bool(_match(FileSystems.join(layout.staging_root, "**")))
+    else:
+        present = FileSystems.exists(layout.staging_root)
+    if present:
         stale.append(layout.staging_root)
     # Beam's temporary directories from runs that wrote into the run
     # directory directly (before staging existed, or build_pipeline used alone).
