@@ -67,14 +67,21 @@ def _length_token(sentence: str) -> str:
     return "zzlenlong"
 
 
+# A question ("can stem cells help my MS?") asks rather than claims; the
+# tokenizer drops the "?", so it is kept as a token.
+_QUESTION = " zzquestion"
+
+
 def sentence_documents(sentences: Sequence[str], mask: bool = True) -> List[str]:
     """What the sentence vectorizer sees.
 
-    The sentence with entities masked, plus a length token: headings such as
+    The sentence with entities masked, plus a length token (and a question
+    token for questions): headings such as
     "Exosomes vs. PRP" share the product words of real claims, and the length
     token lets the model learn that a claim needs a predicate instead of a
     hand-written word-count rule.
     """
     if mask:
-        return [f"{mask_entities(s)} {_length_token(s)}" for s in sentences]
-    return [f"{s} {_length_token(s)}" for s in sentences]
+        return [f"{mask_entities(s)} {_length_token(s)}{_QUESTION if s.rstrip().endswith('?') else ''}"
+                for s in sentences]
+    return [f"{s} {_length_token(s)}{_QUESTION if s.rstrip().endswith('?') else ''}" for s in sentences]

@@ -1,6 +1,7 @@
 """Page-level metrics and threshold choice (pure functions)."""
 from __future__ import annotations
 
+import re
 from typing import Dict
 
 import numpy as np
@@ -64,3 +65,20 @@ def page_metrics(y, scores, threshold: float) -> Dict[str, float]:
         "fp": fp,
         "fn": fn,
     }
+
+
+_ENGLISH_FUNCTION_WORDS = frozenset("the and of to is with for that are in it this your our".split())
+_LATIN_WORD = re.compile(r"[a-z]+")
+
+
+def is_english(text: str) -> bool:
+    """Rough language check: English function words make up >= 8% of Latin-letter words.
+
+    Used to pick the decision threshold on the pages the sentence models were
+    built for (most claim sentences in the sample set are English); it is a
+    reporting/threshold aid, never a feature of the model.
+    """
+    words = _LATIN_WORD.findall(text.lower())
+    if not words:
+        return False
+    return sum(1 for w in words if w in _ENGLISH_FUNCTION_WORDS) / len(words) >= 0.08
