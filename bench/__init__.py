@@ -1,0 +1,1 @@
+"""regenwatch benchmark (not part of the installed package): ``python -m bench --help``."""
