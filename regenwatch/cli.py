@@ -32,16 +32,7 @@ with the problem in _SUCCESS); 2 on invalid options.
 
 
 def _run_help() -> str:
-    from regenwatch.pipelines.options import RegenwatchOptions
-
-    parser = argparse.ArgumentParser(add_help=False)
-    RegenwatchOptions._add_argparse_args(parser)
-    lines = []
-    for action in parser._actions:
-        flag = ", ".join(action.option_strings)
-        default = f" (default: {action.default})" if action.default not in (None, argparse.SUPPRESS) else ""
-        lines.append(f"  {flag:<24} {action.help}{default}")
-    return RUN_HELP.format(options="\n".join(lines))
+    return RUN_HELP.format(options=_options_lines())
 
 
 def cmd_run(argv: List[str]) -> int:
@@ -179,6 +170,11 @@ COMMANDS = {
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Beam's GCP I/O module warns at import time that the optional Google
+    # client libraries are absent; on a machine without the [gcp] extra that
+    # is expected and says nothing about the run.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda record: "apitools not found" not in record.getMessage())
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: regenwatch COMMAND [options]\n\ncommands:")
         for name, (_, text) in COMMANDS.items():
