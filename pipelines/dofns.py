@@ -33,7 +33,7 @@ from regenwatch.pipelines.pages import (
     now_millis,
     page_from_json_line,
     page_from_record,
-    resolve_redeliveries,
+    page_ref,
 )
 
 NAMESPACE = "regenwatch"
@@ -46,7 +46,7 @@ def _dead_counter(stage: str):
 
 
 class ParseJsonLineFn(beam.DoFn):
-    """(filename, line bytes) -> Page, or a dead letter."""
+    """(filename, line bytes[, byte offset]) -> Page, or a dead letter."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -54,22 +54,23 @@ class ParseJsonLineFn(beam.DoFn):
         self.blank = Metrics.counter(NAMESPACE, "blank_lines")
         self.dead = _dead_counter("parse")
 
-    def process(self, element: Tuple[str, bytes]):
-        source, line = element
+    def process(self, element: Tuple):
+        source, line = element[0], element[1]
+        position = element[2] if len(element) > 2 else None
         if not line.strip():
             # A blank line carries no page: counted, not dead-lettered.
             self.blank.inc()
             return
         self.read.inc()
         try:
-            yield page_from_json_line(line, source=source, max_bytes=self.max_bytes)
+            yield page_from_json_line(line, source=source, max_bytes=self.max_bytes, position=position)
         except InputError as exc:
             self.dead.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(line, "parse", exc, source=source))
 
 
 class ReadJsonlRangeFn(beam.DoFn):
-    """(path, start, end) -> (path, line bytes) for each line starting in the byte range.
+    """(path, start, end) -> (path, line bytes, byte offset) for each line starting in the byte range.
 
     Lines are read in 1 MiB chunks (pages.iter_jsonl_lines): a line over the
     page cap becomes a dead letter with its first 1 MiB, without ever being
@@ -95,7 +96,7 @@ class ReadJsonlRangeFn(beam.DoFn):
                 for line in iter_jsonl_lines(handle.read, start, end, max_line_bytes=self.max_bytes * 4):
                     offset = line.offset
                     if not line.over_cap:
-                        yield path, line.data
+                        yield path, line.data, line.offset
                         continue
                     self.read.inc()
                     self.dead_parse.inc()
@@ -131,7 +132,7 @@ class ReadAvroFileFn(beam.DoFn):
                 for index, record in enumerate(fastavro.reader(handle)):
                     self.read.inc()
                     try:
-                        yield page_from_record(record, source=path, max_bytes=self.max_bytes)
+                        yield page_from_record(record, source=path, max_bytes=self.max_bytes, position=index)
                     except InputError as exc:
                         self.dead_parse.inc()
                         yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, "parse", exc, source=path))
@@ -372,35 +373,20 @@ class ScoreBatchFn(beam.DoFn):
             yield from self._emit(loaded, threshold, page, normalized, score, processed_at)
 
 
-class ResolveRedeliveriesFn(beam.DoFn):
-    """((id, content_sha256), {"decisions", "flagged"}) -> one decision (+ its flagged record).
+class DropRedeliveriesFn(beam.DoFn):
+    """Page -> the page, or a dead letter (stage "duplicate") when it is a re-delivered copy.
 
-    Further copies of the same page become dead letters (stage "duplicate").
-    ScoreBatchFn counted every copy as decided (and flagged); the copies are
-    un-counted here so the counters keep matching the records written.
+    ``redelivered`` (a side input) maps each re-delivered copy, by (source,
+    position), to the copy that is decided; it holds duplicates only.
     """
 
     def __init__(self):
         self.dead = _dead_counter("duplicate")
-        self.decided = Metrics.counter(NAMESPACE, "pages_decided")
-        self.flag_counters = {s: Metrics.counter(NAMESPACE, f"flagged_{s}") for s in ("high", "medium", "low")}
 
-    def process(self, element):
-        _, grouped = element
-        decisions, flagged = list(grouped["decisions"]), list(grouped["flagged"])
-        if not decisions:
-            # Flagged records always come with their decision; pass any
-            # through rather than lose them.
-            for record in flagged:
-                yield beam.pvalue.TaggedOutput(FLAGGED, record)
+    def process(self, page: Page, redelivered):
+        decided = redelivered.get(page_ref(page))
+        if decided is None:
+            yield page
             return
-        kept, kept_flagged, extra = resolve_redeliveries(decisions, flagged)
-        yield kept
-        if kept_flagged is not None:
-            yield beam.pvalue.TaggedOutput(FLAGGED, kept_flagged)
-        for copy in extra:
-            self.decided.dec()
-            if copy["flagged"] and copy.get("severity") in self.flag_counters:
-                self.flag_counters[copy["severity"]].dec()
-            self.dead.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, duplicate_dead_letter(copy, kept))
+        self.dead.inc()
+        yield beam.pvalue.TaggedOutput(DEAD_LETTER, duplicate_dead_letter(page, decided))

@@ -22,7 +22,8 @@ from regenwatch.pipelines.dofns import NAMESPACE
 from regenwatch.pipelines.options import RegenwatchOptions, absolute_local_paths, validate_options
 from regenwatch.pipelines import publish
 from regenwatch.pipelines.transforms import (
-    DeduplicateDecisions,
+    REDELIVERY_KEY_PASS,
+    DropRedeliveries,
     ModeratePages,
     ReadPages,
     WriteModerationOutputs,
@@ -38,13 +39,16 @@ LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 
 def build_pipeline(p: beam.Pipeline, options: RegenwatchOptions, output_dir: Optional[str] = None,
                    model_sha256: Optional[str] = None) -> dict:
-    """Read -> moderate -> resolve re-deliveries -> write; returns the write results by output name.
+    """Read -> drop re-deliveries -> moderate -> write; returns the write results by output name.
 
     ``output_dir`` defaults to ``--output``; :func:`run` passes its staging
     directory, and ``model_sha256``, the digest of the model it verified, so
     workers load that model or none.
     """
     pages, read_dead = p | "ReadPages" >> ReadPages(options.input, options.max_page_bytes)
+    # A re-delivered page (same id, same content) is decided once; see
+    # pipelines/pages.py, "Duplicate ids".
+    pages, duplicates = pages | "DropRedeliveries" >> DropRedeliveries(options.input, options.max_page_bytes)
     moderated = pages | "ModeratePages" >> ModeratePages(
         model_uri=options.model,
         threshold=options.threshold,
@@ -53,11 +57,8 @@ def build_pipeline(p: beam.Pipeline, options: RegenwatchOptions, output_dir: Opt
         batch_size=options.batch_size,
         model_sha256=model_sha256,
     )
-    # A re-delivered page (same id, same content) is decided once; see
-    # pipelines/pages.py, "Duplicate ids".
-    resolved = moderated | "DeduplicateDecisions" >> DeduplicateDecisions()
-    all_dead = (read_dead, resolved.dead_letters) | "AllDeadLetters" >> beam.Flatten()
-    return resolved._replace(dead_letters=all_dead) | "WriteOutputs" >> WriteModerationOutputs(
+    all_dead = (read_dead, duplicates, moderated.dead_letters) | "AllDeadLetters" >> beam.Flatten()
+    return moderated._replace(dead_letters=all_dead) | "WriteOutputs" >> WriteModerationOutputs(
         output_dir or options.output)
 
 
@@ -115,6 +116,8 @@ def summarize(result: PipelineResult, output_dir: Optional[str]) -> RunSummary:
 
     counters = {}
     for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        if REDELIVERY_KEY_PASS in (c.key.step or "").split("/"):
+            continue  # the keys-only first read of DropRedeliveries: not pages of the run
         value = c.committed if c.committed is not None else c.attempted
         counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + (value or 0)
     summary = RunSummary(

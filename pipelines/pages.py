@@ -35,12 +35,18 @@ class Page:
     fetched_at: Optional[str] = None
     content_type: Optional[str] = None
     source: Optional[str] = None
+    # Where in ``source`` the record starts: byte offset of a JSON line or a
+    # WARC record, index of an Avro record. With source it names one input
+    # record, so the copies of a re-delivered page can be told apart.
+    position: Optional[int] = None
 
     def content_sha256(self) -> str:
         return hashlib.sha256(self.content.encode("utf-8", "surrogatepass")).hexdigest()
 
     def to_json(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, ensure_ascii=False)
+        """The page as a JSON record (what a dead letter carries as ``raw``)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None and k != "position"},
+                          ensure_ascii=False)
 
 
 def now_millis() -> int:
@@ -56,7 +62,8 @@ def _optional_str(record: Dict[str, Any], key: str) -> Optional[str]:
     return value
 
 
-def page_from_record(record: Any, source: Optional[str] = None, max_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> Page:
+def page_from_record(record: Any, source: Optional[str] = None, max_bytes: int = DEFAULT_MAX_PAGE_BYTES,
+                     position: Optional[int] = None) -> Page:
     """Validate a decoded record (JSON object or Avro record) into a Page."""
     if not isinstance(record, dict):
         raise InputError(f"a page must be a JSON object, got {type(record).__name__}")
@@ -87,10 +94,12 @@ def page_from_record(record: Any, source: Optional[str] = None, max_bytes: int =
         fetched_at=_optional_str(record, "fetched_at"),
         content_type=content_type,
         source=source,
+        position=position,
     )
 
 
-def page_from_json_line(line: bytes, source: Optional[str] = None, max_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> Page:
+def page_from_json_line(line: bytes, source: Optional[str] = None, max_bytes: int = DEFAULT_MAX_PAGE_BYTES,
+                        position: Optional[int] = None) -> Page:
     """One JSON Lines line (bytes) -> Page."""
     # Checked before decoding so a 20 MB line costs no JSON parse.
     if len(line) > max_bytes * 4:
@@ -103,7 +112,7 @@ def page_from_json_line(line: bytes, source: Optional[str] = None, max_bytes: in
         record = json.loads(text)
     except ValueError as exc:
         raise InputError(f"invalid JSON: {exc}") from exc
-    return page_from_record(record, source=source, max_bytes=max_bytes)
+    return page_from_record(record, source=source, max_bytes=max_bytes, position=position)
 
 
 # --------------------------------------------------------------------------
@@ -354,7 +363,7 @@ def decode_payload(payload: bytes, declared: Optional[str] = None) -> str:
         return payload.decode("cp1252", "replace")
 
 
-def _warc_record_item(record, source: Optional[str], max_bytes: int) -> Any:
+def _warc_record_item(record, source: Optional[str], max_bytes: int, position: int) -> Any:
     """One WARC record -> Page, ("skip", reason) or (raw description, InputError)."""
     if record.rec_type != "response":
         return ("skip", record.rec_type or "unknown record type")
@@ -384,7 +393,7 @@ def _warc_record_item(record, source: Optional[str], max_bytes: int) -> Any:
         return page_from_record(
             {"id": record_id.strip("<>"), "content": content, "url": url, "fetched_at": date,
              "content_type": ("text/plain" if base == "text/plain" else "text/html") if base else None},
-            source=source, max_bytes=max_bytes)
+            source=source, max_bytes=max_bytes, position=position)
     except InputError as exc:
         return ({**raw_desc, "content": content[:DEAD_LETTER_RAW_LIMIT]}, exc)
 
@@ -417,7 +426,8 @@ def iter_warc_pages(stream, source: Optional[str] = None, max_bytes: int = DEFAU
             yield ({"warc_record_id": record.rec_headers.get_header("WARC-Record-ID"), "source": source},
                    WarcReadError("WARC record header incomplete: the file is truncated or corrupt"))
             continue
-        item = _warc_record_item(record, source, max_bytes)
+        # Records are contiguous: this one starts where the last one ended.
+        item = _warc_record_item(record, source, max_bytes, position=end)
         # Reads the rest of the record, so raw_stream.limit is what never came.
         end = records.get_record_offset() + records.get_record_length()
         missing = getattr(record.raw_stream, "limit", 0)
@@ -449,51 +459,42 @@ def iter_warc_pages(stream, source: Optional[str] = None, max_bytes: int = DEFAU
 # What a duplicate ``id`` means (README, "Duplicate ids"): a page is the pair
 # (id, content_sha256).
 # * Same id, same content: a re-delivery (a crawler retry, an overlapping
-#   input partition). It is decided once; every further copy becomes a dead
-#   letter with stage "duplicate", so pages in = decisions + dead letters
-#   still holds exactly and a reviewer never sees the same page twice.
+#   input partition). The first copy in input order (file, then position in
+#   it) is decided; every further copy becomes a dead letter with stage
+#   "duplicate", so pages in = decisions + dead letters still holds exactly
+#   and a reviewer never sees the same page twice.
 # * Same id, different content: the page changed between fetches. Each
 #   version is decided, and the decisions tell them apart by content_sha256.
-# The copies are resolved after scoring, on the small decision records, so
-# page content is never shuffled (or held by a local runner) to find them.
+# The copies are found before scoring from a first, keys-only pass over the
+# input (transforms.DropRedeliveries): what is grouped is a 32-byte key and a
+# file position per page, never page content or output records, so memory on
+# a local runner grows by bytes per page, not by pages.
+
+RecordRef = Tuple[str, int]
 
 
-def redelivery_key(record: Dict[str, Any]) -> Tuple[str, str]:
-    """The identity of a decided page: (id, content_sha256)."""
-    return record["id"], record["content_sha256"]
+def redelivery_key(page: Page) -> bytes:
+    """One digest per (id, content): equal for re-deliveries, different for new versions."""
+    digest = hashlib.sha256(page.id.encode("utf-8", "surrogatepass"))
+    digest.update(b"\0")
+    digest.update(page.content_sha256().encode("ascii"))
+    return digest.digest()
 
 
-def _copy_order(decision: Dict[str, Any]) -> tuple:
-    url = decision.get("url")
-    return (url is None, url or "", decision.get("processed_at") or 0)
+def page_ref(page: Page) -> RecordRef:
+    return page.source or "", page.position if page.position is not None else -1
 
 
-def resolve_redeliveries(decisions: Sequence[Dict[str, Any]], flagged: Sequence[Dict[str, Any]]
-                         ) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]], List[Dict[str, Any]]]:
-    """Copies of one (id, content_sha256) -> (decision kept, its flagged record or None, copies over).
-
-    The copy kept is the first by url (then processing time), so reruns keep
-    the same one. Its flagged record is the one from the same copy: same url,
-    score and processing time.
-    """
-    ordered = sorted(decisions, key=_copy_order)
-    kept, extra = ordered[0], list(ordered[1:])
-    kept_flagged = None
-    if kept["flagged"]:
-        same_copy = [f for f in flagged if (f.get("url"), f["score"], f["processed_at"])
-                     == (kept.get("url"), kept["score"], kept["processed_at"])]
-        candidates = same_copy or [f for f in flagged if f["score"] == kept["score"]]
-        if candidates:
-            kept_flagged = min(candidates, key=lambda f: f.get("fetched_at") or "")
-    return kept, kept_flagged, extra
+def redelivered_copies(refs: Sequence[RecordRef]) -> List[Tuple[RecordRef, RecordRef]]:
+    """The copies of one page -> [(copy that is a re-delivery, copy that is decided)], first in input order kept."""
+    ordered = sorted(set(refs))
+    return [(ref, ordered[0]) for ref in ordered[1:]]
 
 
-def duplicate_dead_letter(copy: Dict[str, Any], kept: Dict[str, Any]) -> Dict[str, Any]:
-    """The dead letter of a re-delivered copy (its content is the kept copy's, byte for byte)."""
-    raw = {"id": copy["id"], "url": copy.get("url"), "content_sha256": copy["content_sha256"],
-           "decided_as": {"url": kept.get("url"), "score": kept["score"], "flagged": kept["flagged"]}}
+def duplicate_dead_letter(page: Page, decided: RecordRef) -> Dict[str, Any]:
+    """The dead letter of a re-delivered copy; ``raw`` is the page as read."""
+    source, position = decided
     return dead_letter(
-        raw, "duplicate",
-        f"DuplicatePage: id {copy['id']!r} with the same content (sha256 {copy['content_sha256'][:12]}...) "
-        "was already decided in this run; a re-delivery is decided once",
-        page_id=copy["id"])
+        page, "duplicate",
+        f"DuplicatePage: id {page.id!r} with the same content (sha256 {page.content_sha256()[:12]}...) is "
+        f"decided once, from {source or 'the input'} at {position}; this copy is a re-delivery")

@@ -23,12 +23,12 @@ from regenwatch.pipelines.dofns import (
     ParseJsonLineFn,
     ReadAvroFileFn,
     ReadJsonlRangeFn,
+    DropRedeliveriesFn,
     ReadWarcFileFn,
-    ResolveRedeliveriesFn,
     ScoreBatchFn,
     UnsupportedFileFn,
 )
-from regenwatch.pipelines.pages import jsonl_ranges, redelivery_key
+from regenwatch.pipelines.pages import jsonl_ranges, page_ref, redelivered_copies, redelivery_key
 from regenwatch.schemas import load_schema
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
@@ -164,28 +164,48 @@ class ModeratePages(beam.PTransform):
         return ModerationOutputs(decisions=scored.decisions, flagged=flagged, dead_letters=dead)
 
 
-class DeduplicateDecisions(beam.PTransform):
-    """ModerationOutputs -> ModerationOutputs where each (id, content_sha256) is decided once.
+# Step name of DropRedeliveries' first pass: its reads are not the run's
+# reads, and moderate.summarize leaves its counters out.
+REDELIVERY_KEY_PASS = "RedeliveryKeyPass"
 
-    A re-delivered page (same id, same content) keeps one decision and one
-    flagged record; its other copies become dead letters (stage "duplicate").
-    The same id with different content is a new version and stays decided.
-    Grouping runs on the small decision/flagged records, never on page
-    content (pipelines/pages.py, "Duplicate ids").
+
+def _keyed_ref(page):
+    return redelivery_key(page), page_ref(page)
+
+
+def _redelivered(element):
+    _, refs = element
+    return redelivered_copies(list(refs))
+
+
+class DropRedeliveries(beam.PTransform):
+    """Pages -> (pages, duplicate dead letters): each (id, content) is decided once.
+
+    A first pass reads the input again, keys only: a 32-byte digest of (id,
+    content SHA-256) and the record's (file, position). Grouping those finds
+    the re-delivered copies; the map of copies -> decided copy (duplicates
+    only) is a side input of the filter on the real pass. Nothing per page but
+    that key and position is ever grouped, so the pages themselves stream
+    from reader to writer (pipelines/pages.py, "Duplicate ids"). The cost is
+    reading the input twice.
     """
 
-    def expand(self, outputs: ModerationOutputs):
-        grouped = (
-            {
-                "decisions": outputs.decisions | "KeyDecisions" >> beam.Map(lambda d: (redelivery_key(d), d)),
-                "flagged": outputs.flagged | "KeyFlagged" >> beam.Map(lambda f: (redelivery_key(f), f)),
-            }
-            | "GroupCopies" >> beam.CoGroupByKey()
-            | "ResolveRedeliveries" >> beam.ParDo(ResolveRedeliveriesFn()).with_outputs(
-                DEAD_LETTER, FLAGGED, main="decisions")
+    def __init__(self, pattern: str, max_bytes: int):
+        super().__init__()
+        self.pattern = pattern
+        self.max_bytes = max_bytes
+
+    def expand(self, pages):
+        key_pages, _ = pages.pipeline | REDELIVERY_KEY_PASS >> ReadPages(self.pattern, self.max_bytes)
+        redelivered = (
+            key_pages
+            | "KeyAndPosition" >> beam.Map(_keyed_ref)
+            | "GroupCopies" >> beam.GroupByKey()
+            | "RedeliveredCopies" >> beam.FlatMap(_redelivered)
         )
-        dead = (outputs.dead_letters, grouped[DEAD_LETTER]) | "WithDuplicates" >> beam.Flatten()
-        return ModerationOutputs(decisions=grouped.decisions, flagged=grouped[FLAGGED], dead_letters=dead)
+        kept = pages | "DropRedelivered" >> beam.ParDo(
+            DropRedeliveriesFn(), redelivered=beam.pvalue.AsDict(redelivered)).with_outputs(DEAD_LETTER, main="pages")
+        return kept.pages, kept[DEAD_LETTER]
 
 
 OUTPUT_PREFIXES = {"flagged": "flagged", "decision": "decisions", "deadletter": "deadletter"}
@@ -249,7 +269,7 @@ def _exists(directory: str) -> bool:
 
 
 __all__ = [
-    "DeduplicateDecisions",
+    "DropRedeliveries",
     "ModeratePages",
     "ModerationOutputs",
     "ReadPages",

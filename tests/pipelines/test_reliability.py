@@ -202,6 +202,18 @@ def test_nothing_lost_20k_pages(tmp_path, small_model_uri, capsys):
           f"regenwatch run took {elapsed:.1f} s")
 
 
+def test_redelivered_copies_keep_the_first_in_input_order():
+    from regenwatch.pipelines.pages import Page, redelivered_copies, redelivery_key
+
+    refs = [("b.jsonl", 10), ("a.jsonl", 500), ("a.jsonl", 20)]
+    assert redelivered_copies(refs) == [(("a.jsonl", 500), ("a.jsonl", 20)), (("b.jsonl", 10), ("a.jsonl", 20))]
+    assert redelivered_copies([("a.jsonl", 3)]) == []
+    page = Page(id="p", content="Stem cells.", url="https://a.example")
+    assert redelivery_key(page) == redelivery_key(Page(id="p", content="Stem cells.", url="https://b.example"))
+    assert redelivery_key(page) != redelivery_key(Page(id="p", content="Stem cells!"))
+    assert redelivery_key(page) != redelivery_key(Page(id="q", content="Stem cells."))
+
+
 # --------------------------------------------------------------------------
 # Input is read as a stream, never a whole file at a time
 
