@@ -25,8 +25,8 @@ Any Beam pipeline option is accepted as well (--runner, --direct_num_workers,
 --direct_running_mode, --setup_file, --project, --temp_location, ...).
 The outputs are written to staging and published together, _SUCCESS last; a
 rerun with the same --run_id replaces them (README, "Scheduling").
-Exit code: 0 on success; 1 when the model is refused, the run fails (nothing
-is published), or dead letters exceed --max_dead_letter_ratio (published,
+Exit code: 0 on success; 1 when the model is refused, the run fails (no
+_SUCCESS is written), or dead letters exceed --max_dead_letter_ratio (published,
 with the problem in _SUCCESS); 2 on invalid options.
 """
 
@@ -55,7 +55,7 @@ def cmd_run(argv: List[str]) -> int:
         # outputs of this run id stand untouched. A scheduler needs exit 1
         # and a last line that says so; the traceback is for the operator.
         logging.getLogger("regenwatch").error("run failed", exc_info=True)
-        print(f"regenwatch run: the run failed, nothing was published: {type(exc).__name__}: "
+        print(f"regenwatch run: the run failed, no _SUCCESS was written: {type(exc).__name__}: "
               f"{str(exc)[:2000]}", file=sys.stderr)
         return 1
     for problem in result.summary.problems:

@@ -149,7 +149,7 @@ def test_failed_run_publishes_nothing_and_keeps_the_previous_set(tmp_path, small
     monkeypatch.setattr(dofns.NormalizeFn, "process", broken)
     code = run_cli(*args)
     err = capsys.readouterr().err
-    assert code == 1 and "nothing was published" in err and "worker lost its disk" in err
+    assert code == 1 and "no _SUCCESS was written" in err and "worker lost its disk" in err
     after = {name: (base / "r" / name).read_bytes() for name in os.listdir(base / "r")}
     assert after == before
     assert all_files(base) == sorted(f"r/{n}" for n in before), "no staging or temp files left"
