@@ -408,11 +408,17 @@ class NormalizedPage:
     signals: Tuple[str, ...] = field(default_factory=tuple)
 
 
+# Control characters other than tab, newline and carriage return, and the
+# replacement character: what decoded binary data is full of. A regex count,
+# not a Python loop over 8 KB per page (a measurable share of normalization).
+_BINARY_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]")
+
+
 def _is_binary(content: str) -> bool:
     sample = content[:8192]
     if "\x00" in sample:
         return True
-    bad = sum(1 for ch in sample if (ord(ch) < 32 and ch not in "\n\r\t") or ch == "\ufffd")
+    bad = len(_BINARY_CHAR.findall(sample))
     return bad > max(8, len(sample) // 10)
 
 

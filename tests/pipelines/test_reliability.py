@@ -117,7 +117,9 @@ def broken_lines(kind, count, rng, good):
 def write_inputs(folder, seed=20):
     """Four JSONL files, broken lines shuffled among good ones. Returns (good pages, expectations)."""
     rng = random.Random(seed)
-    good = list(pages(TOTAL - sum(BROKEN.values()), seed=seed, prefix="good-"))
+    # Short pages (2-3 sentences, a product blurb): the test is about
+    # accounting, and scoring time grows with sentences.
+    good = list(pages(TOTAL - sum(BROKEN.values()), seed=seed, prefix="good-", length=(2, 3)))
     lines = [(json.dumps(p).encode(), None) for p in good]
     for kind, count in BROKEN.items():
         lines.extend((line, kind) for line in broken_lines(kind, count, rng, good))
