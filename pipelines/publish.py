@@ -103,10 +103,9 @@ class RunLayout:
 
 
 def _match(pattern: str) -> List[str]:
-    try:
-        return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    except (BeamIOError, OSError, ValueError):
-        return []
+    # No match is an empty list; an error (permissions, the store) propagates:
+    # taken for "no earlier outputs", it would publish beside a stale set.
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
 
 def _delete(paths: List[str]) -> None:
