@@ -48,6 +48,15 @@ def describe(pid: int) -> str:
     return " ".join(os.path.basename(a) if k == 0 else a for k, a in enumerate(args))[:80]
 
 
+def kill_tree(root: int) -> None:
+    """SIGKILL root and its descendants, deepest first (only ever called on a tree this module started)."""
+    for pid in reversed(tree_pids(root)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def tree_pids(root: int) -> List[int]:
     """root and all its live descendants."""
     children: Dict[int, List[int]] = {}
@@ -129,11 +138,7 @@ class TreeMonitor(threading.Thread):
             # processes this benchmark started) before the machine swaps or
             # the OOM killer picks a victim.
             self.usage.capped = True
-            for pid, _ in reversed(alive):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            kill_tree(self.pid)
 
     def stop(self) -> TreeUsage:
         self._stop_event.set()
@@ -155,15 +160,21 @@ def run_measured(cmd: Sequence[str], env: Optional[dict] = None, cwd: Optional[s
     reader.start()
     deadline = None if timeout is None else started + timeout
     status = rusage = None
-    while True:
-        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if deadline is not None and time.perf_counter() > deadline:
-            proc.kill()
-            pid, status, rusage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.02)
+    try:
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                kill_tree(proc.pid)
+                pid, status, rusage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): leave no measured process behind.
+        monitor.stop()
+        kill_tree(proc.pid)
+        raise
     proc.returncode = os.waitstatus_to_exitcode(status)
     usage = monitor.stop()
     reader.join()
@@ -191,6 +202,7 @@ class Zygote:
         self._json = json
         self.interval = interval
         self.stderr_path = stderr_path
+        self.current_pid: Optional[int] = None
         with open(stderr_path, "w") as err:
             self.proc = subprocess.Popen(list(cmd), env=env, cwd=cwd, stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
@@ -204,10 +216,14 @@ class Zygote:
         self.proc.stdin.write(self._json.dumps({"argv": list(argv), "log": log_path}) + "\n")
         self.proc.stdin.flush()
         pid = self._json.loads(self.proc.stdout.readline())["pid"]
+        self.current_pid = pid
         monitor = TreeMonitor(pid, self.interval, rss_cap_bytes)
         monitor.start()
-        line = self.proc.stdout.readline()
-        usage = monitor.stop()
+        try:
+            line = self.proc.stdout.readline()
+        finally:
+            usage = monitor.stop()
+        self.current_pid = None
         if not line:
             raise RuntimeError("benchmark zygote exited while a child was running")
         done = self._json.loads(line)
@@ -222,6 +238,10 @@ class Zygote:
         return usage
 
     def close(self) -> None:
+        if self.current_pid is not None:
+            # Closed while a child runs (the benchmark was interrupted): stop its tree first.
+            kill_tree(self.current_pid)
+            self.current_pid = None
         if self.proc.poll() is None:
             self.proc.stdin.close()
             try:
