@@ -14,21 +14,25 @@ How, in the four layers of this package:
   verification over all rows at once (:func:`build_cluster_table`), and the
   :class:`ClusterTable` that answers "which cluster is this page in";
 * DoFns and a CombineFn: :class:`SketchRowFn` (one page -> its 136-byte
-  row), :class:`ClusterTableCombineFn` (rows -> one table per window),
+  row), :class:`ClusterTableCombineFn` (rows -> one table per window, in
+  memory; the batch job stages rows to files instead),
   :class:`AttachClusterFn` (a flagged record + the table as a side input);
 * composites: :class:`ComputeClusters` (normalized pages -> cluster table)
   and :class:`ClusterNearDuplicates` (``(normalized pages, flagged records)
   -> flagged records with cluster fields``).
 
 Memory is the design constraint: clustering is global to a run, so its
-state grows with the number of pages; it is kept to one 136-byte row per
-page (an 8-byte member digest and 128 one-byte MinHash values) in a
-``bytearray``: 27 MB for 200,000 pages, where shuffling band keys and
-sketches per band as Python objects cost ~60 KB per page. The table that
-comes out holds numpy arrays for the pages that have a near duplicate
-only. The flagged records themselves never wait in memory for the table in
-the batch job: they are staged to Avro and re-read (see
-``transforms.WriteModerationOutputs``).
+state grows with the number of pages. It is one 136-byte row per page (an
+8-byte member digest and 128 one-byte MinHash values), where shuffling band
+keys and sketches per band as Python objects cost ~60 KB per page. The batch
+job writes the rows to files as pages are normalized
+(pipelines/rowfiles.py) and builds the table reading back the digest column
+and four band columns at a time, fetching whole rows only for the buckets it
+verifies: a few bytes per page in memory. Streaming windows combine their
+rows in a ``bytearray``. The table that comes out holds numpy arrays for
+the pages that have a near duplicate only. The flagged records themselves
+never wait in memory for the table in the batch job: they are staged to
+Avro and re-read (see ``transforms.WriteClusteredFlagged``).
 
 The cluster fields only decorate flagged records: no record is added or
 removed here, so pages in = decisions + dead letters still holds.
@@ -222,6 +226,11 @@ class ClusterTable:
 
     def __len__(self) -> int:
         return len(self.cluster_ids)
+
+    def members(self):
+        """(member digest, cluster id, cluster size) of every page that has a near duplicate."""
+        for digest, c in zip(self.digests, self.cluster_index):
+            yield np.asarray(digest, dtype=">u8").tobytes(), self.cluster_ids[int(c)], int(self.cluster_sizes[int(c)])
 
 
 # Band columns read per pass over the rows, and whole rows fetched per batch
@@ -455,6 +464,51 @@ class AttachClusters(beam.PTransform):
             AttachClusterFn(), table=beam.pvalue.AsSingleton(self.tables, default_value=None))
 
 
+def _table_members(table: ClusterTable):
+    for digest, cluster_id, size in table.members():
+        yield digest, (cluster_id, size)
+
+
+def _key_by_member(record: dict):
+    return member_digest(record["id"], record["content_sha256"]), record
+
+
+class AttachJoinedClusterFn(beam.DoFn):
+    """(member digest, {"flagged": records, "cluster": [(id, size)]}) -> the records with cluster fields."""
+
+    def __init__(self):
+        self.near_dup = Metrics.counter(NAMESPACE, "flagged_in_multi_page_cluster")
+
+    def process(self, element):
+        digest, joined = element
+        clusters = list(joined["cluster"])
+        cluster_id, size = clusters[0] if clusters else (cluster_id_for([digest]), 1)
+        for record in joined["flagged"]:
+            if size > 1:
+                self.near_dup.inc()
+            yield {**record, "cluster_id": cluster_id, "cluster_size": size}
+
+
+class JoinClusters(beam.PTransform):
+    """(flagged records, cluster tables) -> the records with cluster fields, joined by key per window.
+
+    What windows of a stream use: a join holds one window's flagged records
+    until its table is there, which every runner supports in streaming (the
+    batch job attaches the table as a side input to staged records instead,
+    see ``transforms.WriteClusteredFlagged``).
+    """
+
+    def expand(self, inputs):
+        flagged, tables = inputs
+        members = tables | "TableMembers" >> beam.FlatMap(_table_members)
+        keyed = flagged | "KeyFlagged" >> beam.Map(_key_by_member)
+        return (
+            {"flagged": keyed, "cluster": members}
+            | "JoinByMember" >> beam.CoGroupByKey()
+            | "AttachJoined" >> beam.ParDo(AttachJoinedClusterFn())
+        )
+
+
 class ClusterNearDuplicates(beam.PTransform):
     """(normalized pages, flagged records) -> flagged records with cluster_id, cluster_size.
 
@@ -470,7 +524,7 @@ class ClusterNearDuplicates(beam.PTransform):
     def expand(self, inputs):
         normalized, flagged = inputs
         tables = normalized | "ComputeClusters" >> self.compute
-        return flagged | "AttachClusters" >> AttachClusters(tables)
+        return (flagged, tables) | "JoinClusters" >> JoinClusters()
 
 
 __all__ = [
@@ -479,6 +533,7 @@ __all__ = [
     "ClusterTable",
     "ComputeClusters",
     "DEFAULT_SIMILARITY",
+    "JoinClusters",
     "build_cluster_table",
     "build_cluster_table_from_files",
     "cluster_id_for",

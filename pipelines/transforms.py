@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-from regenwatch.pipelines.clustering import AttachClusters, ComputeClusters
+from regenwatch.pipelines.clustering import AttachClusters, ComputeClusters, JoinClusters
 from regenwatch.pipelines.dofns import (
     DEAD_LETTER,
     FLAGGED,
@@ -189,7 +189,7 @@ class ModeratePages(beam.PTransform):
             if not self.attach_clusters:
                 return ModerationOutputsWithClusters(decisions=scored.decisions, flagged=flagged,
                                                      dead_letters=dead, clusters=clusters)
-            flagged = flagged | "AttachClusters" >> AttachClusters(clusters)
+            flagged = (flagged, clusters) | "JoinClusters" >> JoinClusters()
         return ModerationOutputs(decisions=scored.decisions, flagged=flagged, dead_letters=dead)
 
 

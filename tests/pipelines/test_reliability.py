@@ -415,3 +415,55 @@ def test_readers_stream_files_in_bounded_reads(tmp_path, monkeypatch):
         assert max(requests) <= pages_module.JSONL_READ_CHUNK, f"{name}: a read of {max(requests)} bytes"
     jsonl_ranges = pages_module.jsonl_ranges("pages.jsonl", sizes["pages.jsonl"])
     assert len(jsonl_ranges) >= 5
+
+
+# The peak RSS of a whole ``regenwatch run`` at SMALL and 10x SMALL pages.
+# Everything run-wide (re-delivery keys, cluster sketches, flagged records
+# waiting for their cluster) is staged to files, so the bigger run may not
+# take more than FLAT_TOLERANCE more memory. The 20,000 / 200,000 figures
+# (README, "Memory") take a quarter of an hour; this takes ~2 minutes and
+# still catches per-page state: the band grouping this replaced (measured
+# 1.56 GB at 20,000 pages) would add over a gigabyte here, and anything that
+# keeps ~700 bytes per page (16 MB) would fail.
+FLAT_SMALL = 2_500
+FLAT_TOLERANCE = 1.05
+_PEAK_RSS = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "sys.exit(code)\n"
+)
+
+
+def _peak_rss_kb(tmp_path, n, model_uri):
+    import subprocess
+    import sys
+
+    folder = tmp_path / f"in{n}"
+    folder.mkdir()
+    # Four files, short pages (one or two sentences: the run's cost is per page, not per byte).
+    handles = [open(folder / f"part-{k}.jsonl", "w", encoding="utf-8") for k in range(4)]
+    try:
+        for i, record in enumerate(pages(n, seed=n, prefix="m", length=(1, 2))):
+            handles[i % 4].write(json.dumps(record) + "\n")
+    finally:
+        for handle in handles:
+            handle.close()
+    # A child per size: the wrapper's RUSAGE_CHILDREN is that run's peak alone.
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, sys.executable, "-m", "regenwatch.cli", "run",
+         "--input", str(folder / "*.jsonl"), "--output", str(tmp_path / f"out{n}"), "--model", model_uri],
+        capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    marker = json.load(open(tmp_path / f"out{n}" / "_SUCCESS"))
+    assert marker["counts"]["pages_read"] == n
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def test_memory_stays_flat_as_the_run_grows_tenfold(tmp_path, small_model_uri):
+    started = time.monotonic()
+    small = _peak_rss_kb(tmp_path, FLAT_SMALL, small_model_uri)
+    large = _peak_rss_kb(tmp_path, 10 * FLAT_SMALL, small_model_uri)
+    print(f"\nmemory: peak RSS {small / 1024:.0f} MB at {FLAT_SMALL} pages, {large / 1024:.0f} MB at "
+          f"{10 * FLAT_SMALL} pages (x{large / small:.3f}); {time.monotonic() - started:.0f} s")
+    assert large <= FLAT_TOLERANCE * small, f"peak RSS grew from {small} KB to {large} KB"
