@@ -11,7 +11,11 @@ The lexicons below only normalize vocabulary; they decide nothing.
 from __future__ import annotations
 
 import re
-from typing import List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy import sparse
+from sklearn.preprocessing import normalize
 
 # Conditions (POLICY.md's list and the serious conditions clinics name most).
 _CONDITIONS = r"""
@@ -85,3 +89,198 @@ def sentence_documents(sentences: Sequence[str], mask: bool = True) -> List[str]
         return [f"{mask_entities(s)} {_length_token(s)}{_QUESTION if s.rstrip().endswith('?') else ''}"
                 for s in sentences]
     return [f"{s} {_length_token(s)}{_QUESTION if s.rstrip().endswith('?') else ''}" for s in sentences]
+
+
+# --------------------------------------------------------------------------
+# N-gram analysis and TF-IDF
+#
+# What sklearn's TfidfVectorizer(analyzer="word", ngram_range=(1, 2)) and
+# TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)) compute, reorganized
+# for speed (they were most of the training time and half of the serving
+# time):
+#
+# * analysis is separated from fitting: ``fit`` of the model analyzes each
+#   distinct sentence and page once into term-id count rows, and every inner
+#   fold only selects rows, prunes its vocabulary (min_df, max_df,
+#   max_features on its own training rows) and refits idf and the models; no
+#   fold sees another fold's labels or document frequencies;
+# * character n-grams inside word boundaries depend only on the word, so they
+#   are computed once per distinct word (a memo) instead of once per
+#   occurrence: a page costs one lookup per word instead of ~10 slices and
+#   dictionary lookups per character.
+
+_TOKEN_RE = re.compile(r"(?u)\b\w[\w'’-]*\b")
+CHAR_NGRAM_RANGE = (3, 5)
+
+
+def word_ngrams(doc: str) -> List[str]:
+    """Lower-cased word unigrams and bigrams (sklearn's "word" analyzer, ngram_range=(1, 2))."""
+    tokens = _TOKEN_RE.findall(doc.lower())
+    return tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])]
+
+
+def word_char_ngrams(word: str) -> List[str]:
+    """Character 3-5 grams of one lower-cased word padded with spaces (sklearn's "char_wb")."""
+    w = " " + word + " "
+    w_len = len(w)
+    grams = []
+    lo, hi = CHAR_NGRAM_RANGE
+    for n in range(lo, hi + 1):
+        offset = 0
+        grams.append(w[offset:offset + n])
+        while offset + n < w_len:
+            offset += 1
+            grams.append(w[offset:offset + n])
+        if offset == 0:  # a word shorter than n counts once, as sklearn does
+            break
+    return grams
+
+
+def char_wb_ngrams(doc: str) -> List[str]:
+    """Character 3-5 grams inside word boundaries of a lower-cased document."""
+    return [g for w in doc.lower().split() for g in word_char_ngrams(w)]
+
+
+class TermIndex:
+    """Term -> id for one fit: counts of all documents share one id space."""
+
+    def __init__(self):
+        self.ids: Dict[str, int] = {}
+        self._word_memo: Dict[str, np.ndarray] = {}
+
+    def names(self) -> np.ndarray:
+        return np.asarray(list(self.ids), dtype=object)
+
+    def _intern(self, terms: Iterable[str]) -> List[int]:
+        ids = self.ids
+        return [ids.setdefault(t, len(ids)) for t in terms]
+
+    def word_counts(self, docs: Sequence[str]) -> sparse.csr_matrix:
+        return self._counts([np.asarray(self._intern(word_ngrams(d)), dtype=np.int64) for d in docs])
+
+    def char_counts(self, docs: Sequence[str]) -> sparse.csr_matrix:
+        memo = self._word_memo
+        rows = []
+        for d in docs:
+            parts = []
+            for w in d.lower().split():
+                ids = memo.get(w)
+                if ids is None:
+                    ids = memo[w] = np.asarray(self._intern(word_char_ngrams(w)), dtype=np.int64)
+                parts.append(ids)
+            rows.append(np.concatenate(parts) if parts else np.zeros(0, np.int64))
+        return self._counts(rows)
+
+    def _counts(self, rows: List[np.ndarray]) -> sparse.csr_matrix:
+        # The number of columns is fixed later (the index grows while other
+        # documents are analyzed): see ``widen``.
+        return _rows_to_csr(rows, None)
+
+
+def _rows_to_csr(rows: List[np.ndarray], n_cols: Optional[int]) -> sparse.csr_matrix:
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=indptr[1:])
+    indices = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    width = n_cols if n_cols is not None else (int(indices.max()) + 1 if len(indices) else 0)
+    m = sparse.csr_matrix((np.ones(len(indices), dtype=np.float64), indices, indptr),
+                          shape=(len(rows), width))
+    m.sum_duplicates()
+    return m
+
+
+def widen(m: sparse.csr_matrix, n_cols: int) -> sparse.csr_matrix:
+    """The same counts with n_cols columns (ids interned after m was built are absent from it)."""
+    return sparse.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], n_cols))
+
+
+def tfidf_from_counts(counts: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
+    """Sublinear tf (1 + log tf) times idf, rows L2-normalized (TfidfVectorizer's defaults here)."""
+    X = counts.astype(np.float64, copy=True)
+    X.data = (1.0 + np.log(X.data)) * idf[X.indices]
+    return normalize(X, norm="l2", copy=False)
+
+
+class NgramTfidf:
+    """A fitted n-gram TF-IDF: vocabulary and idf; ``transform`` analyzes documents.
+
+    kind "word": word 1-2 grams; kind "char_wb": character 3-5 grams inside
+    word boundaries. Column order is the sorted vocabulary, as sklearn's.
+    """
+
+    def __init__(self, kind: str, vocabulary: Dict[str, int], idf: np.ndarray):
+        self.kind = kind
+        self.vocabulary_ = vocabulary
+        self.idf_ = idf
+
+    @classmethod
+    def fit_counts(cls, kind: str, counts: sparse.csr_matrix, names: np.ndarray, min_df: int, max_df: float,
+                   max_features: Optional[int]) -> Tuple["NgramTfidf", np.ndarray]:
+        """Fit on count rows over a TermIndex; returns the featurizer and the kept term ids (column order).
+
+        Pruning as TfidfVectorizer: document frequency within [min_df,
+        max_df * n_docs], then the max_features most frequent terms.
+        """
+        n_docs = counts.shape[0]
+        df = np.bincount(counts.indices, minlength=counts.shape[1])
+        mask = (df >= min_df) & (df <= max_df * n_docs)
+        if max_features is not None and mask.sum() > max_features:
+            tfs = np.asarray(counts.sum(axis=0)).ravel()
+            candidates = np.flatnonzero(mask)
+            # Ties broken by term, so the vocabulary does not depend on the
+            # order in which terms were first seen.
+            order = np.lexsort((names[candidates], -tfs[candidates]))[:max_features]
+            mask = np.zeros_like(mask)
+            mask[candidates[order]] = True
+        keep = np.flatnonzero(mask)
+        if not len(keep):
+            raise ValueError("After pruning, no terms remain. Try a lower min_df or a higher max_df.")
+        keep = keep[np.argsort(names[keep], kind="stable")]
+        idf = np.log((1.0 + n_docs) / (1.0 + df[keep])) + 1.0
+        vocabulary = {str(names[k]): j for j, k in enumerate(keep)}
+        return cls(kind, vocabulary, idf), keep
+
+    def from_counts(self, counts: sparse.csr_matrix, keep: np.ndarray) -> sparse.csr_matrix:
+        """TF-IDF rows from TermIndex counts (keep: the term ids ``fit_counts`` returned)."""
+        return tfidf_from_counts(counts[:, keep], self.idf_)
+
+    def counts(self, docs: Sequence[str]) -> sparse.csr_matrix:
+        if self.kind == "char_wb":
+            rows = [self._char_ids(d) for d in docs]
+        else:
+            get = self.vocabulary_.get
+            rows = [np.asarray([j for j in map(get, word_ngrams(d)) if j is not None], dtype=np.int64)
+                    for d in docs]
+        return _rows_to_csr(rows, len(self.idf_))
+
+    def _char_ids(self, doc: str) -> np.ndarray:
+        memo = self.__dict__.setdefault("_memo", {})
+        if len(memo) > _MEMO_MAX_WORDS:
+            memo.clear()
+        get = self.vocabulary_.get
+        parts = []
+        for w in doc.lower().split():
+            ids = memo.get(w)
+            if ids is None:
+                ids = memo[w] = np.asarray([j for j in map(get, word_char_ngrams(w)) if j is not None],
+                                           dtype=np.int64)
+            parts.append(ids)
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def transform(self, docs: Sequence[str]) -> sparse.csr_matrix:
+        return tfidf_from_counts(self.counts(docs), self.idf_)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        names = np.empty(len(self.vocabulary_), dtype=object)
+        for term, j in self.vocabulary_.items():
+            names[j] = term
+        return names
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_memo", None)  # a cache: rebuilt on use, and the artifact stays deterministic
+        return state
+
+
+# Distinct words memoized per character featurizer (a serving process sees an
+# open-ended vocabulary; ~100 bytes per word plus its ids).
+_MEMO_MAX_WORDS = 200_000
