@@ -175,6 +175,12 @@ class PageFeaturizer:
         return _hstack(parts)
 
 
+def _csr_row(X: sparse.csr_matrix, i: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(column indices, values) of row i: views, without building a one-row matrix."""
+    lo, hi = X.indptr[i], X.indptr[i + 1]
+    return X.indices[lo:hi], X.data[lo:hi]
+
+
 def _hstack(parts):
     return sparse.hstack(parts, format="csr") if len(parts) > 1 else parts[0]
 
@@ -217,7 +223,9 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         logistic regressions.
     n_inner_folds:
         Folds used to produce out-of-fold sentence/context scores on which the
-        page model is trained.
+        page model is trained. 3 rather than 4: each fold refits every
+        model, and with 3 the cross-validated page figures were the same
+        (PR-AUC 0.875 vs 0.873) for 20% less training.
     max_features:
         Vocabulary cap of each TF-IDF vectorizer.
     rationale_threshold:
@@ -241,6 +249,10 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         Add character 3-5 grams to the page context and voice models.
     sentence_char_ngrams:
         Add character 3-5 grams of the (unmasked) sentence to the sentence models.
+    tol:
+        Stopping tolerance of the liblinear fits (sentence, context, voice).
+        1e-3 instead of scikit-learn's 1e-4: probabilities moved by < 1e-4 and
+        the fits took ~20% less time; 1e-2 started to cost rationale quality.
     threshold:
         Page decision threshold (the training command replaces it with the
         cross-validated choice).
@@ -253,7 +265,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         sentence_C: float = 4.0,
         context_C: float = 4.0,
         page_C: float = 1.0,
-        n_inner_folds: int = 4,
+        n_inner_folds: int = 3,
         max_features: int = 60000,
         rationale_threshold: float = 0.5,
         category_threshold: float = 0.4,
@@ -264,7 +276,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         mask_entities: bool = True,
         context_char_ngrams: bool = True,
         sentence_char_ngrams: bool = True,
-        tol: float = 1e-4,
+        tol: float = 1e-3,
         random_state: int = 0,
     ):
         self.sentence_C = sentence_C
@@ -481,26 +493,29 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         if not pages:
             return []
         feats, Xs, probs, offsets = self._page_features(self.parts_, pages)
+        Xs = Xs.tocsr()
         scores = self.page_model_.predict_proba(feats)[:, 1]
         threshold = self.threshold if threshold is None else threshold
         out = []
         for i, page in enumerate(pages):
             lo, hi = offsets[i], offsets[i + 1]
-            rationale = self._rationale(page, Xs[lo:hi], probs[lo:hi], flagged=scores[i] >= threshold)
+            rationale = self._rationale(page, (Xs, lo), probs[lo:hi], flagged=scores[i] >= threshold)
             categories = sorted({r.category for r in rationale if r.category},
                                 key=CATEGORIES.index)
             out.append(PageScore(score=float(scores[i]), categories=categories, rationale=rationale))
         return out
 
-    def _rationale(self, page: NormalizedPage, Xs, P, flagged: bool) -> List[RationaleItem]:
+    def _rationale(self, page: NormalizedPage, rows, P, flagged: bool) -> List[RationaleItem]:
         """Top claim sentences, best first; one item per (sentence, confident category).
 
         A sentence may carry two categories (as evidence does), so it may
         appear twice. A category is named only for a sentence that is itself a
         claim and whose category probability is confident; a flagged page
         with no such sentence still shows the sentences that weighed most,
-        with no category (severity "low").
+        with no category (severity "low"). rows: (the batch's CSR sentence
+        matrix, the row of this page's first sentence).
         """
+        Xs, first = rows
         order = np.argsort(-P[:, 0], kind="stable")
         picked = [j for j in order if P[j, 0] >= self.rationale_threshold][: self.max_rationale]
         if flagged and not picked:
@@ -522,7 +537,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
                     category=None if k is None else CATEGORIES[k],
                     score=float(P[j, 0]),
                     category_score=float(P[j, int(cat_order[0]) + 1] if k is None else P[j, k + 1]),
-                    terms=self._top_terms(model, Xs[j]),
+                    terms=self._top_terms(model, _csr_row(Xs, first + j)),
                 ))
         return items
 
@@ -530,20 +545,20 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
     _TERM_NAMES = {"zzproduct": "<product>", "zzcondition": "<condition>", "zznumber": "<number>",
                    "zzpercent": "<percent>"}
 
-    def _top_terms(self, model, x_row, n: int = 3) -> List[str]:
-        """The n features of the sentence that pushed this model's score up most."""
+    def _top_terms(self, model, row, n: int = 3) -> List[str]:
+        """The n features of the sentence that pushed this model's score up most (row: indices, data)."""
         if isinstance(model, float):
             return []
-        row = x_row.tocsr() if sparse.issparse(x_row) else sparse.csr_matrix(x_row)
-        if row.nnz == 0:
+        indices, data = row
+        if not len(indices):
             return []
-        contrib = row.data * model.coef_[0][row.indices]
+        contrib = data * model.coef_[0][indices]
         names = self._feature_names()
         terms = []
         for t in np.argsort(-contrib):
             if contrib[t] <= 0 or len(terms) == n:
                 break
-            name = str(names[row.indices[t]])
+            name = str(names[indices[t]])
             if name.startswith("zzlen"):
                 continue
             terms.append(" ".join(self._TERM_NAMES.get(w, w) for w in name.split()))

@@ -120,8 +120,9 @@ def test_ngram_tfidf_matches_tfidf_vectorizer(kind):
     from regenwatch.models.features import NgramTfidf, TermIndex
 
     docs = [t for t in _TEXTS if t] * 2 + ["cures cures cures regenerate", "no side effects at all"]
-    ref = TfidfVectorizer(analyzer=kind, ngram_range=(1, 2) if kind == "word" else (3, 5), min_df=2, max_df=0.9,
-                          sublinear_tf=True, token_pattern=r"(?u)\b\w[\w'’-]*\b")
+    settings = dict(ngram_range=(1, 2), token_pattern=r"(?u)\b\w[\w'’-]*\b") if kind == "word" else \
+        dict(ngram_range=(3, 5))
+    ref = TfidfVectorizer(analyzer=kind, min_df=2, max_df=0.9, sublinear_tf=True, **settings)
     expected = ref.fit_transform(docs).toarray()
     index = TermIndex()
     counts = index.word_counts(docs) if kind == "word" else index.char_counts(docs)
