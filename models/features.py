@@ -11,7 +11,13 @@ The lexicons below only normalize vocabulary; they decide nothing.
 from __future__ import annotations
 
 import re
-from typing import List, Sequence
+from functools import lru_cache
+from itertools import chain, islice, repeat
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy import sparse
+from sklearn.preprocessing import normalize
 
 # Conditions (POLICY.md's list and the serious conditions clinics name most).
 _CONDITIONS = r"""
@@ -46,14 +52,84 @@ _ENTITY_RE = re.compile(
 _NUMBER_RE = re.compile(r"\b\d+(?:[.,]\d+)?\s*%|\b\d+(?:[.,]\d+)?\b")
 
 
+def _alternatives(pattern: str) -> List[str]:
+    """The top-level alternatives of a regex (``a|b(?:c|d)|e`` -> a, b(?:c|d), e)."""
+    out, cur, depth, i = [], [], 0, 0
+    in_class = False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            cur.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            out.append("".join(cur))
+            cur = []
+            i += 1
+            continue
+        cur.append(ch)
+        i += 1
+    out.append("".join(cur))
+    return out
+
+
+def _by_first_letter(alternatives: Sequence[str]) -> str:
+    """The same alternation, grouped under each alternative's first letter.
+
+    Python's regex engine tries an alternation's branches one by one at every
+    word start; branches that open with a literal letter are skipped at the
+    cost of one comparison, so ~20 letter groups instead of ~120 words make
+    the scan several times faster. Within a letter the original order is
+    kept, so the same branch wins (leftmost-first), and the same text is
+    matched.
+    """
+    groups: Dict[str, List[str]] = {}
+    for alt in alternatives:
+        body = alt[2:] if alt.startswith("\\b") else alt  # the whole pattern starts with \b
+        if not ("a" <= body[0] <= "z") or body[1:2] in ("", "?", "*", "+", "{"):
+            raise ValueError(f"alternative {alt!r} does not start with a plain lower-case letter")
+        groups.setdefault(body[0], []).append(body[1:])
+    return "|".join(f"{c}(?:{'|'.join(rests)})" for c, rests in groups.items())
+
+
+# For text already lower-cased (what the vectorizer sees): case-sensitive,
+# grouped by first letter (see _by_first_letter); which kind of entity matched
+# is then told by the products pattern alone, as products come first in
+# _ENTITY_RE.
+_PRODUCT_ALTS = _alternatives(_PRODUCTS.replace("\n", ""))
+_CONDITION_ALTS = _alternatives(_CONDITIONS.replace("\n", ""))
+_ENTITY_RE_LOWER = re.compile(r"\b(?:%s)(?!\w)" % _by_first_letter(_PRODUCT_ALTS + _CONDITION_ALTS))
+_PRODUCT_RE_LOWER = re.compile("|".join(_PRODUCT_ALTS))
+
+
+def _entity_token_lower(m: "re.Match[str]") -> str:
+    return " zzproduct " if _PRODUCT_RE_LOWER.fullmatch(m.group(0)) else " zzcondition "
+
+
 def _entity_token(m: "re.Match[str]") -> str:
     return " zzproduct " if m.group("product") else " zzcondition "
 
 
+def _number_token(m: "re.Match[str]") -> str:
+    return " zzpercent " if "%" in m.group(0) else " zznumber "
+
+
 def mask_entities(sentence: str) -> str:
     """Replace condition names, product names and numbers by placeholder words."""
-    out = _ENTITY_RE.sub(_entity_token, sentence)
-    return _NUMBER_RE.sub(lambda m: " zzpercent " if "%" in m.group(0) else " zznumber ", out)
+    return _NUMBER_RE.sub(_number_token, _ENTITY_RE.sub(_entity_token, sentence))
+
+
+def _mask_lower(sentence: str) -> str:
+    """mask_entities of the lower-cased sentence (what the vectorizer sees), faster."""
+    return _NUMBER_RE.sub(_number_token, _ENTITY_RE_LOWER.sub(_entity_token_lower, sentence.lower()))
 
 
 def _length_token(sentence: str) -> str:
@@ -82,6 +158,247 @@ def sentence_documents(sentences: Sequence[str], mask: bool = True) -> List[str]
     hand-written word-count rule.
     """
     if mask:
-        return [f"{mask_entities(s)} {_length_token(s)}{_QUESTION if s.rstrip().endswith('?') else ''}"
+        # Lower-cased: the vectorizer lower-cases anyway (see _mask_lower).
+        return [f"{_mask_lower(s)} {_length_token(s)}{_QUESTION if s.rstrip().endswith('?') else ''}"
                 for s in sentences]
     return [f"{s} {_length_token(s)}{_QUESTION if s.rstrip().endswith('?') else ''}" for s in sentences]
+
+
+# --------------------------------------------------------------------------
+# N-gram analysis and TF-IDF
+#
+# What sklearn's TfidfVectorizer(analyzer="word", ngram_range=(1, 2)) and
+# TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5)) compute, reorganized
+# for speed (they were most of the training time and half of the serving
+# time):
+#
+# * analysis is separated from fitting: ``fit`` of the model analyzes each
+#   distinct sentence and page once into term-id count rows, and every inner
+#   fold only selects rows, prunes its vocabulary (min_df, max_df,
+#   max_features on its own training rows) and refits idf and the models; no
+#   fold sees another fold's labels or document frequencies;
+# * character n-grams inside word boundaries depend only on the word, so they
+#   are computed once per distinct word (a memo) instead of once per
+#   occurrence: a page costs one lookup per word instead of ~10 slices and
+#   dictionary lookups per character.
+
+_TOKEN_RE = re.compile(r"(?u)\b\w[\w'’-]*\b")
+CHAR_NGRAM_RANGE = (3, 5)
+
+
+def word_ngrams(doc: str) -> List[str]:
+    """Lower-cased word unigrams and bigrams (sklearn's "word" analyzer, ngram_range=(1, 2))."""
+    tokens = _TOKEN_RE.findall(doc.lower())
+    return tokens + list(map(" ".join, zip(tokens, tokens[1:])))
+
+
+@lru_cache(maxsize=1 << 16)
+def word_char_ngrams(word: str) -> Tuple[str, ...]:
+    """Character 3-5 grams of one lower-cased word padded with spaces (sklearn's "char_wb")."""
+    w = " " + word + " "
+    w_len = len(w)
+    grams = []
+    lo, hi = CHAR_NGRAM_RANGE
+    for n in range(lo, hi + 1):
+        offset = 0
+        grams.append(w[offset:offset + n])
+        while offset + n < w_len:
+            offset += 1
+            grams.append(w[offset:offset + n])
+        if offset == 0:  # a word shorter than n counts once, as sklearn does
+            break
+    return tuple(grams)
+
+
+def char_wb_ngrams(doc: str) -> List[str]:
+    """Character 3-5 grams inside word boundaries of a lower-cased document."""
+    return [g for w in doc.lower().split() for g in word_char_ngrams(w)]
+
+
+class TermIndex:
+    """Term -> id for one fit: counts of all documents share one id space."""
+
+    def __init__(self):
+        self.ids: Dict[str, int] = {}
+        self._word_memo: Dict[str, np.ndarray] = {}
+
+    def names(self) -> np.ndarray:
+        return np.asarray(list(self.ids), dtype=object)
+
+    def _intern(self, terms: Iterable[str]) -> List[int]:
+        ids = self.ids
+        return [ids.setdefault(t, len(ids)) for t in terms]
+
+    def word_counts(self, docs: Sequence[str]) -> sparse.csr_matrix:
+        return self._counts([np.asarray(self._intern(word_ngrams(d)), dtype=np.int64) for d in docs])
+
+    def char_counts(self, docs: Sequence[str]) -> sparse.csr_matrix:
+        intern = self._intern
+        return char_counts_by_word(
+            docs, lambda words: _memoized(self._word_memo, words,
+                                          lambda w: np.asarray(intern(word_char_ngrams(w)), dtype=np.int64)),
+            None)
+
+    def _counts(self, rows: List[np.ndarray]) -> sparse.csr_matrix:
+        # The number of columns is fixed later (the index grows while other
+        # documents are analyzed): see ``widen``.
+        return _rows_to_csr(rows, None)
+
+
+def _rows_to_csr(rows: List[np.ndarray], n_cols: Optional[int], sum_duplicates: bool = True) -> sparse.csr_matrix:
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=indptr[1:])
+    indices = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    width = n_cols if n_cols is not None else (int(indices.max()) + 1 if len(indices) else 0)
+    m = sparse.csr_matrix((np.ones(len(indices), dtype=np.float64), indices, indptr),
+                          shape=(len(rows), width))
+    if sum_duplicates:
+        m.sum_duplicates()
+    return m
+
+
+def char_counts_by_word(docs: Sequence[str], words_ids, n_cols: Optional[int]) -> sparse.csr_matrix:
+    """Character n-gram counts as (document x word counts) @ (word x n-gram counts).
+
+    char_wb n-grams never cross a word, so a document's counts are the sum of
+    its words' counts; the product sums them in compiled code, with one
+    dictionary lookup per word occurrence and the n-grams of each distinct
+    word (words_ids(words): per word, its term ids repeated as often as they
+    occur).
+    """
+    # Built with C-level loops (map, dict.fromkeys): a page has ~500 words.
+    split = [d.lower().split() for d in docs]
+    flat = list(chain.from_iterable(split))
+    local = dict.fromkeys(flat)
+    for i, w in enumerate(local):
+        local[w] = i
+    cols = np.fromiter(map(local.__getitem__, flat), dtype=np.int64, count=len(flat))
+    indptr = np.zeros(len(docs) + 1, dtype=np.int64)
+    np.cumsum([len(ws) for ws in split], out=indptr[1:])
+    words = sparse.csr_matrix((np.ones(len(cols)), cols, indptr), shape=(len(docs), len(local)))
+    grams = _rows_to_csr(words_ids(list(local)), n_cols, sum_duplicates=False)
+    if n_cols is None:
+        n_cols = grams.shape[1]
+    out = words @ grams
+    return sparse.csr_matrix((out.data, out.indices, out.indptr), shape=(len(docs), n_cols))
+
+
+def _memoized(memo: Dict[str, np.ndarray], words: List[str], compute) -> List[np.ndarray]:
+    """memo[w] for each word, computing (and keeping) the missing ones."""
+    out = list(map(memo.get, words))
+    for i, ids in enumerate(out):
+        if ids is None:
+            out[i] = memo[words[i]] = compute(words[i])
+    return out
+
+
+def word_counts_batch(docs: Sequence[str], get, n_cols: int) -> sparse.csr_matrix:
+    """Word 1-2 gram counts of documents over a fixed vocabulary (get: term -> column or -1).
+
+    The same terms as word_ngrams, looked up for the whole batch in compiled
+    loops (map over one flat token list) rather than per document.
+    """
+    tokens = [_TOKEN_RE.findall(d.lower()) for d in docs]
+    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+    flat = list(chain.from_iterable(tokens))
+    n = len(flat)
+    doc_of = np.repeat(np.arange(len(docs)), lengths)
+    uni = np.fromiter(map(get, flat, repeat(-1)), dtype=np.int64, count=n)
+    bi = np.fromiter(map(get, map(" ".join, zip(flat, islice(flat, 1, None))), repeat(-1)),
+                     dtype=np.int64, count=max(n - 1, 0))
+    bi_doc = doc_of[:-1] if n else doc_of
+    # A bigram of the flat list that spans two documents is no bigram.
+    bi_ok = (bi >= 0) & (bi_doc == doc_of[1:]) if n else bi >= 0
+    uni_ok = uni >= 0
+    rows = np.concatenate([doc_of[uni_ok], bi_doc[bi_ok]])
+    cols = np.concatenate([uni[uni_ok], bi[bi_ok]])
+    # (data, (row, col)) sums repeated terms.
+    return sparse.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(docs), n_cols))
+
+
+def widen(m: sparse.csr_matrix, n_cols: int) -> sparse.csr_matrix:
+    """The same counts with n_cols columns (ids interned after m was built are absent from it)."""
+    return sparse.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], n_cols))
+
+
+def tfidf_from_counts(counts: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
+    """Sublinear tf (1 + log tf) times idf, rows L2-normalized (TfidfVectorizer's defaults here)."""
+    X = counts.astype(np.float64, copy=True)
+    X.data = (1.0 + np.log(X.data)) * idf[X.indices]
+    return normalize(X, norm="l2", copy=False)
+
+
+class NgramTfidf:
+    """A fitted n-gram TF-IDF: vocabulary and idf; ``transform`` analyzes documents.
+
+    kind "word": word 1-2 grams; kind "char_wb": character 3-5 grams inside
+    word boundaries. Column order is the sorted vocabulary, as sklearn's.
+    """
+
+    def __init__(self, kind: str, vocabulary: Dict[str, int], idf: np.ndarray):
+        self.kind = kind
+        self.vocabulary_ = vocabulary
+        self.idf_ = idf
+
+    @classmethod
+    def fit_counts(cls, kind: str, counts: sparse.csr_matrix, names: np.ndarray, min_df: int, max_df: float,
+                   max_features: Optional[int]) -> Tuple["NgramTfidf", np.ndarray]:
+        """Fit on count rows over a TermIndex; returns the featurizer and the kept term ids (column order).
+
+        Pruning as TfidfVectorizer: document frequency within [min_df,
+        max_df * n_docs], then the max_features most frequent terms.
+        """
+        n_docs = counts.shape[0]
+        df = np.bincount(counts.indices, minlength=counts.shape[1])
+        mask = (df >= min_df) & (df <= max_df * n_docs)
+        if max_features is not None and mask.sum() > max_features:
+            tfs = np.asarray(counts.sum(axis=0)).ravel()
+            candidates = np.flatnonzero(mask)
+            # Ties broken by term, so the vocabulary does not depend on the
+            # order in which terms were first seen.
+            order = np.lexsort((names[candidates], -tfs[candidates]))[:max_features]
+            mask = np.zeros_like(mask)
+            mask[candidates[order]] = True
+        keep = np.flatnonzero(mask)
+        if not len(keep):
+            raise ValueError("After pruning, no terms remain. Try a lower min_df or a higher max_df.")
+        keep = keep[np.argsort(names[keep], kind="stable")]
+        idf = np.log((1.0 + n_docs) / (1.0 + df[keep])) + 1.0
+        vocabulary = {str(names[k]): j for j, k in enumerate(keep)}
+        return cls(kind, vocabulary, idf), keep
+
+    def from_counts(self, counts: sparse.csr_matrix, keep: np.ndarray) -> sparse.csr_matrix:
+        """TF-IDF rows from TermIndex counts (keep: the term ids ``fit_counts`` returned)."""
+        return tfidf_from_counts(counts[:, keep], self.idf_)
+
+    def counts(self, docs: Sequence[str]) -> sparse.csr_matrix:
+        if self.kind == "char_wb":
+            return char_counts_by_word(docs, self._words_ids, len(self.idf_))
+        return word_counts_batch(docs, self.vocabulary_.get, len(self.idf_))
+
+    def _words_ids(self, words: List[str]) -> List[np.ndarray]:
+        memo = self.__dict__.setdefault("_memo", {})
+        if len(memo) >= _MEMO_MAX_WORDS:
+            memo.clear()
+        get = self.vocabulary_.get
+        return _memoized(memo, words, lambda w: np.asarray([j for j in map(get, word_char_ngrams(w))
+                                                            if j is not None], dtype=np.int64))
+
+    def transform(self, docs: Sequence[str]) -> sparse.csr_matrix:
+        return tfidf_from_counts(self.counts(docs), self.idf_)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        names = np.empty(len(self.vocabulary_), dtype=object)
+        for term, j in self.vocabulary_.items():
+            names[j] = term
+        return names
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_memo", None)  # a cache: rebuilt on use, and the artifact stays deterministic
+        return state
+
+
+# Distinct words memoized per character featurizer (a serving process sees an
+# open-ended vocabulary; ~100 bytes per word plus its ids).
+_MEMO_MAX_WORDS = 200_000

@@ -43,15 +43,44 @@ from regenwatch.training.metrics import choose_threshold, is_english, page_metri
 TARGET_PRECISION = 0.90
 
 
+def _fit_model(pages, rows, y, sentences, idx, random_state, params) -> ClaimModel:
+    """A ClaimModel fitted on the pages idx (and every standalone labeled sentence)."""
+    return ClaimModel(random_state=random_state, **params).fit(
+        [pages[i] for i in idx], y[idx],
+        evidence=[rows[i].get("evidence") or [] for i in idx],
+        kinds=[rows[i].get("kind") for i in idx], extra_sentences=sentences)
+
+
 def _fold(pages, rows, y, sentences, train_idx, test_idx, random_state, params):
     """Fit on one fold's training pages; score and sentence-count its test pages."""
-    model = ClaimModel(random_state=random_state, **params).fit(
-        [pages[i] for i in train_idx], y[train_idx],
-        evidence=[rows[i].get("evidence") or [] for i in train_idx],
-        kinds=[rows[i].get("kind") for i in train_idx], extra_sentences=sentences)
+    model = _fit_model(pages, rows, y, sentences, train_idx, random_state, params)
     test_pages = [pages[i] for i in test_idx]
     counts = sentence_counts(model, test_pages, [rows[i] for i in test_idx])
     return test_idx, model.score_pages(test_pages), counts
+
+
+def _cross_validate(sample: SampleSet, pages, n_folds: int, random_state: int, params: dict, n_jobs: int,
+                    fit_final: bool):
+    y = np.array([p["label"] for p in sample.pages])
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+    tasks = [delayed(_fold)(pages, sample.pages, y, sample.sentences, train_idx, test_idx, random_state, params)
+             for train_idx, test_idx in folds.split(np.zeros(len(y)), y)]
+    if fit_final:
+        # The final fit does not depend on the cross-validated figures (only
+        # the decision threshold does, and it is not used in fitting), so it
+        # runs beside the folds: 6 equal tasks on 2 processes instead of 5
+        # tasks (the last one alone) and then the final fit alone.
+        tasks.insert(0, delayed(_fit_model)(pages, sample.pages, y, sample.sentences, np.arange(len(y)),
+                                            random_state, params))
+    results = Parallel(n_jobs=n_jobs)(tasks)
+    final = results.pop(0) if fit_final else None
+    out = [None] * len(y)
+    counts: Dict[str, List[int]] = {}
+    for test_idx, scores, fold_counts in results:
+        merge_counts(counts, fold_counts)
+        for i, score in zip(test_idx, scores):
+            out[i] = score
+    return out, counts, final
 
 
 def cross_validated(sample: SampleSet, pages, n_folds: int, random_state: int, params: dict,
@@ -61,17 +90,7 @@ def cross_validated(sample: SampleSet, pages, n_folds: int, random_state: int, p
     The standalone labeled sentences stay in every fold's training set: they
     belong to no page, so they cannot leak a held-out page's label.
     """
-    y = np.array([p["label"] for p in sample.pages])
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
-    results = Parallel(n_jobs=n_jobs)(
-        delayed(_fold)(pages, sample.pages, y, sample.sentences, train_idx, test_idx, random_state, params)
-        for train_idx, test_idx in folds.split(np.zeros(len(y)), y))
-    out = [None] * len(y)
-    counts: Dict[str, List[int]] = {}
-    for test_idx, scores, fold_counts in results:
-        merge_counts(counts, fold_counts)
-        for i, score in zip(test_idx, scores):
-            out[i] = score
+    out, counts, _ = _cross_validate(sample, pages, n_folds, random_state, params, n_jobs, fit_final=False)
     return out, counts
 
 
@@ -98,7 +117,7 @@ def train(sample: SampleSet, n_folds: int = 5, random_state: int = 0, params: Op
     started = time.perf_counter()
     pages = [normalize_page(p["text"]) for p in sample.pages]
     y = np.array([p["label"] for p in sample.pages])
-    oof, counts = cross_validated(sample, pages, n_folds, random_state, params, n_jobs)
+    oof, counts, model = _cross_validate(sample, pages, n_folds, random_state, params, n_jobs, fit_final=True)
     oof_scores = np.array([s.score for s in oof])
     # The threshold is chosen on the out-of-fold scores of English pages: the
     # sentence models' claim vocabulary is mostly English, and on the other
@@ -109,9 +128,7 @@ def train(sample: SampleSet, n_folds: int = 5, random_state: int = 0, params: Op
     english = np.array([is_english(p["text"]) for p in sample.pages])
     basis = english if english.sum() and 0 < y[english].sum() < english.sum() else np.ones(len(y), bool)
     threshold = choose_threshold(y[basis], oof_scores[basis], target_precision)
-    model = ClaimModel(random_state=random_state, threshold=threshold, **params).fit(
-        pages, y, evidence=[p.get("evidence") or [] for p in sample.pages],
-        kinds=[p.get("kind") for p in sample.pages], extra_sentences=sample.sentences)
+    model.set_params(threshold=threshold)
     report = {
         "threshold": threshold,
         "threshold_rule": (f"highest recall at precision >= {target_precision} on the out-of-fold scores "

@@ -83,3 +83,91 @@ def test_entity_masking_is_whole_word():
     masked = mask_entities("Canadian patients: PRP cured 90% of knee osteoarthritis")
     assert "Canadian" in masked and "zzproduct" in masked and "zzpercent" in masked and "zzcondition" in masked
     assert sentence_documents(["Exosomes"])[0].endswith("zzlen1")
+
+
+# --------------------------------------------------------------------------
+# The n-gram featurization (features.py) against scikit-learn's vectorizers
+
+
+_TEXTS = [
+    "Our exosome IV cures Alzheimer's and diabetes — 98% of patients improve.",
+    "Das Stammzellen-Zentrum  bietet\tTherapien an. Kök hücre tedavisi!",
+    "a b ab abc I O no side effects, no risk: it's “natural” regeneration",
+    "Stem cells stem cells STEM CELLS regenerate cartilage.",
+    "The FDA warns: no exosome product is approved to treat Alzheimer's.",
+    "",
+]
+
+
+def test_analyzers_match_sklearn():
+    from collections import Counter
+
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from regenwatch.models.features import char_wb_ngrams, word_ngrams
+
+    word = CountVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w[\w'’-]*\b").build_analyzer()
+    char = CountVectorizer(analyzer="char_wb", ngram_range=(3, 5)).build_analyzer()
+    for text in _TEXTS:
+        assert Counter(word_ngrams(text)) == Counter(word(text))
+        assert Counter(char_wb_ngrams(text)) == Counter(char(text))
+
+
+@pytest.mark.parametrize("kind", ["word", "char_wb"])
+def test_ngram_tfidf_matches_tfidf_vectorizer(kind):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from regenwatch.models.features import NgramTfidf, TermIndex
+
+    docs = [t for t in _TEXTS if t] * 2 + ["cures cures cures regenerate", "no side effects at all"]
+    settings = dict(ngram_range=(1, 2), token_pattern=r"(?u)\b\w[\w'’-]*\b") if kind == "word" else \
+        dict(ngram_range=(3, 5))
+    ref = TfidfVectorizer(analyzer=kind, min_df=2, max_df=0.9, sublinear_tf=True, **settings)
+    expected = ref.fit_transform(docs).toarray()
+    index = TermIndex()
+    counts = index.word_counts(docs) if kind == "word" else index.char_counts(docs)
+    vec, keep = NgramTfidf.fit_counts(kind, counts, index.names(), 2, 0.9, None)
+    assert list(vec.get_feature_names_out()) == list(ref.get_feature_names_out())
+    np.testing.assert_allclose(vec.from_counts(counts, keep).toarray(), expected, atol=1e-12)
+    np.testing.assert_allclose(vec.transform(docs).toarray(), expected, atol=1e-12)
+    # max_features keeps the most frequent terms.
+    small, keep = NgramTfidf.fit_counts(kind, counts, index.names(), 2, 0.9, 5)
+    assert len(small.vocabulary_) == 5 and len(keep) == 5
+
+
+def test_training_features_equal_serving_features(sample):
+    """Pages featurized from the fit's shared analysis score as they do when served from text."""
+    from regenwatch.models.classifier import _Analysis
+
+    pages, sentences = sample
+    model = _fit(pages, sentences)
+    normalized = [normalize_page(p["text"]) for p in pages[:25]]
+    analysis = _Analysis(normalized, [], model.mask_entities, model.sentence_char_ngrams, model.context_char_ngrams)
+    keep = {}
+    for name, vec, names in (("sw", model.parts_["vec"].word_, analysis.word_names),
+                             ("sc", model.parts_["vec"].char_, analysis.char_names),
+                             ("pw", model.parts_["ctx_vec"].word_, analysis.word_names),
+                             ("pc", model.parts_["ctx_vec"].char_, analysis.char_names)):
+        position = {str(t): i for i, t in enumerate(names)}
+        keep[name] = np.array([position.get(t, -1) for t in vec.get_feature_names_out()])
+    # Terms of the model absent from these pages: an empty column appended to the counts.
+    for name, attr in (("sw", "sentence_words"), ("sc", "sentence_chars"), ("pw", "page_words"),
+                       ("pc", "page_chars")):
+        counts = getattr(analysis, attr)
+        setattr(analysis, attr, __import__("scipy").sparse.hstack(
+            [counts, np.zeros((counts.shape[0], 1))], format="csr"))
+        keep[name] = np.where(keep[name] < 0, counts.shape[1], keep[name])
+    from_analysis = model._analyzed_page_features(model.parts_, keep, analysis, normalized, range(len(normalized)))
+    from_text = model._page_features(model.parts_, normalized)[0]
+    np.testing.assert_allclose(from_analysis, from_text, atol=1e-9)
+
+
+def test_pickle_ignores_featurization_cache(sample):
+    """Scoring fills a per-word cache; the artifact bytes must not depend on it."""
+    import pickle
+
+    pages, sentences = sample
+    model = _fit(pages, sentences)
+    before = pickle.dumps(model)
+    model.predict_proba([p["text"] for p in pages[:10]])
+    assert pickle.dumps(model) == before

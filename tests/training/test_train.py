@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from regenwatch.models.artifact import load_model
+from regenwatch.models.artifact import load_model, save_model
 from regenwatch.training import train as train_mod
 from regenwatch.training.data_io import SampleSet, load_sample_set
 
@@ -48,39 +48,73 @@ def test_promotion_decision_rules():
     assert train_mod.promotion_decision({"pr_auc": 0.5, "f1": 0.5}, None, True)[0]
 
 
+def _write_pages(path, pages):
+    with open(path, "w", encoding="utf-8") as handle:
+        for p in pages:
+            handle.write(json.dumps(p) + "\n")
+
+
 def test_promote_refuses_worse_and_replaces_better(small_sample, tmp_path, monkeypatch, capsys):
-    """Through the CLI: a candidate worse on the evaluation file is refused (exit 3), the shipped files untouched."""
+    """Through the CLI, judged on an evaluation file the test controls.
+
+    The comparison is tested apart from the seed gate: the training and
+    evaluation files hold no seed page (so the gate has nothing to check and
+    whether a small model decides a seed right cannot decide the test), and
+    the two candidates differ by construction, not by chance: one is trained
+    on the true labels, the other on every label flipped, and both are
+    measured on the true labels of the training pages. The seed gate is
+    tested on its own below with a candidate that cannot flag anything.
+    """
     shipped = tmp_path / "shipped" / "model.joblib"
     shipped.parent.mkdir()
     monkeypatch.setattr(train_mod, "default_model_path", lambda: str(shipped))
+    pages = [p for p in small_sample.pages if p.get("kind") != "seed"]
     data = tmp_path / "data.jsonl"
-    with open(data, "w", encoding="utf-8") as handle:
-        for p in small_sample.pages:
-            handle.write(json.dumps(p) + "\n")
+    _write_pages(data, pages)
     sentences = tmp_path / "sentences.jsonl"
     with open(sentences, "w", encoding="utf-8") as handle:
         for text, cats in small_sample.sentences:
             handle.write(json.dumps({"text": text, "label": int(bool(cats)), "categories": cats}) + "\n")
-    eval_file = str(data)  # the candidates are judged on the same labeled pages
+    flipped = tmp_path / "flipped.jsonl"
+    _write_pages(flipped, [dict(p, label=1 - p["label"], evidence=[], severity=None, categories=[])
+                           for p in pages])
+    eval_file = str(data)
 
-    # No shipped model yet: the first candidate is promoted.
-    args = ["--data", str(data), str(sentences), "--folds", "3", "--jobs", "1", "--version", "good",
-            "--out", str(tmp_path / "good.joblib"), "--promote", "--eval", eval_file]
-    assert train_mod.main(args) == 0
-    assert load_model(str(shipped)).version == "good"
+    def cli(version, *files):
+        return train_mod.main(["--data", *map(str, files), "--folds", "3", "--jobs", "1", "--version", version,
+                               "--out", str(tmp_path / f"{version}.joblib"), "--promote", "--eval", eval_file])
+
+    # No shipped model yet: the first candidate is promoted, however poor.
+    assert cli("bad", flipped) == 0
+    assert load_model(str(shipped)).version == "bad"
+    capsys.readouterr()
+
+    # A better candidate replaces it (artifact and manifest).
+    assert cli("good", data, sentences) == 0
+    verdict = capsys.readouterr().out.strip().splitlines()[-1]
+    assert verdict.startswith("promoted to"), verdict
+    good = load_model(str(shipped))
+    assert good.version == "good"
+    assert shipped.read_bytes() == (tmp_path / "good.joblib").read_bytes()
     before = shipped.read_bytes()
 
-    # A candidate trained on shuffled labels is worse: refused, shipped model unchanged.
-    bad = tmp_path / "bad.jsonl"
-    with open(bad, "w", encoding="utf-8") as handle:
-        pages = small_sample.pages
-        for i, p in enumerate(pages):
-            q = dict(p, label=1 - p["label"], evidence=[], severity=None, categories=[])
-            handle.write(json.dumps(q) + "\n")
-    args = ["--data", str(bad), "--folds", "3", "--jobs", "1", "--version", "bad",
-            "--out", str(tmp_path / "bad.joblib"), "--promote", "--eval", eval_file]
-    assert train_mod.main(args) == 3
-    out = capsys.readouterr().out
-    assert "not promoted" in out
+    # The worse candidate again: refused on the comparison (not the seed
+    # gate), exit 3, the shipped model unchanged, the candidate kept.
+    assert cli("bad2", flipped) == 3
+    verdict = capsys.readouterr().out.strip().splitlines()[-1]
+    assert verdict.startswith("not promoted") and "pr_auc" in verdict and "seed" not in verdict
     assert shipped.read_bytes() == before
-    assert os.path.exists(tmp_path / "bad.joblib")
+    assert load_model(str(shipped)).version == "good"
+    assert os.path.exists(tmp_path / "bad2.joblib")
+
+    # The seed gate: the good model with threshold 0 flags every page, so the
+    # seeds the policy does not flag are misdecided whatever the model
+    # learned; with figures equal to the shipped model's, it is refused for
+    # that reason alone and the shipped model stays.
+    blind = tmp_path / "blind.joblib"
+    save_model(good.model.set_params(threshold=0.0), str(blind), {"version": "blind"})
+    seeds = SampleSet(pages=[p for p in small_sample.pages if p.get("kind") == "seed"])
+    assert any(p["label"] == 0 for p in seeds.pages)
+    done, reason = train_mod.promote(str(blind), None, seeds, {"report": {"page": good.manifest["cv_metrics"]}})
+    assert not done and "seed" in reason
+    assert shipped.read_bytes() == before
