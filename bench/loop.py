@@ -1,11 +1,15 @@
 """The LIMIT: the pipeline's work as a plain batched Python loop, and the cheap anchor.
 
-``plain_loop`` does what ReadPages -> ModeratePages -> WriteModerationOutputs
-do, with the same pure functions (``regenwatch.pipelines.pages``,
-``normalize_page``, ``score_pages``) and the same Avro schemas and codec, but
-no Beam: read lines, parse, normalize, score batches of 64, build the
-records, write three Avro files. Whatever the pipeline costs above this loop
-is Beam overhead.
+``plain_loop`` does what ReadPages -> DropRedeliveries -> ModeratePages ->
+WriteModerationOutputs do, with the same pure functions
+(``regenwatch.pipelines.pages``, ``normalize_page``, ``score_pages``,
+``regenwatch.pipelines.clustering``) and the same Avro schemas and codec, but
+no Beam: read lines, parse, drop re-delivered copies, normalize, score
+batches of 64, build the records, cluster near duplicates, write three Avro
+files with the same records the pipeline writes. Whatever the pipeline costs
+above this loop is Beam overhead (and the pipeline's way of doing the same
+work: a second read of the input for the re-delivery keys, a shuffle of the
+LSH bands).
 
 ``StageClock`` attributes wall time to stages exclusively (a stage nested in
 another is subtracted from the outer one). The model's internals are timed
@@ -25,18 +29,22 @@ import numpy as np
 
 from regenwatch.models.classifier import PageScore
 from regenwatch.models.text import DEFAULT_MAX_SENTENCES, PageError, normalize_page
+from regenwatch.pipelines import clustering
 from regenwatch.pipelines.pages import (
     DEFAULT_MAX_PAGE_BYTES,
     InputError,
     dead_letter,
     decision_record,
+    duplicate_dead_letter,
     flagged_record,
     now_millis,
     page_from_json_line,
+    page_ref,
+    redelivery_key,
 )
 from regenwatch.schemas import load_schema
 
-STAGES = ("parse", "normalize", "featurize", "score", "rationale", "write")
+STAGES = ("parse", "dedup", "normalize", "featurize", "score", "rationale", "cluster", "write")
 # Beam's WriteToAvro default codec; the same here so "write" costs the same.
 AVRO_CODEC = "deflate"
 BATCH_SIZE = 64  # the pipeline's --batch_size default
@@ -142,12 +150,45 @@ def instrument(model, clock: StageClock) -> List[str]:
     return hooked
 
 
+class NearDuplicates:
+    """ClusterNearDuplicates without Beam: the same pure functions, buckets in a dict.
+
+    ``add`` signs one normalized page (LSH band keys + verification sketch, as
+    SignatureFn); ``assign`` verifies each bucket (as BucketEdgesFn) and
+    joins the edges (as UnionFindCombineFn) into {member key: (cluster id,
+    size)}; ``attach`` gives a flagged record its cluster fields (as
+    AttachClusterFn).
+    """
+
+    def __init__(self, similarity: float = clustering.DEFAULT_SIMILARITY):
+        self.similarity = similarity
+        self.buckets: Dict[bytes, list] = {}
+
+    def add(self, page, normalized) -> None:
+        key = clustering.member_key(page.id, page.content_sha256())
+        for band, member in clustering.page_bands(key, normalized.text):
+            self.buckets.setdefault(band, []).append(member)
+
+    def assign(self) -> Dict[str, tuple]:
+        edges = []
+        for members in self.buckets.values():
+            if len(members) >= 2:
+                edges.extend(clustering.bucket_edges(members, self.similarity)[0])
+        return clustering.cluster_assignments(edges)
+
+    @staticmethod
+    def attach(record: dict, assignments: Dict[str, tuple]) -> dict:
+        return clustering.with_cluster(
+            record, assignments.get(clustering.member_key(record["id"], record["content_sha256"])))
+
+
 @dataclass
 class LoopResult:
     pages_read: int = 0
     decided: int = 0
     flagged: int = 0
     dead_letters: int = 0
+    duplicates: int = 0
     seconds: float = 0.0
     stages: Dict[str, float] = field(default_factory=dict)
     files: Dict[str, str] = field(default_factory=dict)
@@ -177,13 +218,29 @@ class _AvroOut:
 
 def plain_loop(files: Sequence[str], out_dir: str, model, threshold: float, model_version: str,
                batch_size: int = BATCH_SIZE, clock: Optional[StageClock] = None,
-               max_bytes: int = DEFAULT_MAX_PAGE_BYTES, max_sentences: int = DEFAULT_MAX_SENTENCES) -> LoopResult:
-    """Parse, normalize, score in batches, write Avro; every input ends as a decision or a dead letter."""
+               max_bytes: int = DEFAULT_MAX_PAGE_BYTES, max_sentences: int = DEFAULT_MAX_SENTENCES,
+               same_work: bool = True) -> LoopResult:
+    """Parse, drop re-deliveries, normalize, score in batches, cluster, write Avro.
+
+    Every input ends as a decision or a dead letter. With ``same_work``
+    (default) the loop also does what the pipeline does beyond scoring, so
+    both write the same records: re-delivered copies (same id and content as
+    an earlier record in input order) become "duplicate" dead letters, and
+    flagged records get their near-duplicate cluster (which needs every page
+    of the run, so flagged records are written at the end, as the pipeline's
+    join does). ``same_work=False`` is the bare parse-normalize-score loop.
+    """
     clk = clock or _NoClock()
     res = LoopResult()
     started = time.perf_counter()
     out = _AvroOut(out_dir)
     batch: list = []
+    # First copy of each (id, content) in input order -> where it was read;
+    # files are read in sorted order and lines in order, so one pass decides
+    # the same copy as DropRedeliveries' sorted refs.
+    decided_copies: Dict[bytes, tuple] = {}
+    near_dups = NearDuplicates() if same_work else None
+    flagged_records: List[dict] = []
 
     def flush() -> None:
         processed_at = now_millis()
@@ -205,8 +262,11 @@ def plain_loop(files: Sequence[str], out_dir: str, model, threshold: float, mode
             for (page, normalized), score in items:
                 decision = decision_record(page, score, threshold, model_version, processed_at)
                 if decision["flagged"]:
-                    out.write("flagged", flagged_record(page, normalized, score, threshold, model_version,
-                                                        processed_at))
+                    record = flagged_record(page, normalized, score, threshold, model_version, processed_at)
+                    if near_dups is None:
+                        out.write("flagged", record)
+                    else:
+                        flagged_records.append(record)
                     res.flagged += 1
                 out.write("decisions", decision)
                 res.decided += 1
@@ -214,18 +274,20 @@ def plain_loop(files: Sequence[str], out_dir: str, model, threshold: float, mode
 
     for path in files:
         with open(path, "rb") as handle:
+            offset = 0
             while True:
                 with clk.stage("parse"):
                     line = handle.readline()
                     if not line:
                         break
-                    # ReadFromText strips the line terminator; so does this.
+                    position, offset = offset, offset + len(line)
+                    # The pipeline's reader strips the line terminator; so does this.
                     line = line.rstrip(b"\r\n") if line.endswith(b"\n") else line
                     if not line.strip():
                         continue
                     res.pages_read += 1
                     try:
-                        page = page_from_json_line(line, source=path, max_bytes=max_bytes)
+                        page = page_from_json_line(line, source=path, max_bytes=max_bytes, position=position)
                     except InputError as exc:
                         page = None
                         dead = dead_letter(line, "parse", exc, source=path)
@@ -234,6 +296,14 @@ def plain_loop(files: Sequence[str], out_dir: str, model, threshold: float, mode
                         out.write("dead_letters", dead)
                     res.dead_letters += 1
                     continue
+                if same_work:
+                    with clk.stage("dedup"):
+                        decided = decided_copies.setdefault(redelivery_key(page), page_ref(page))
+                        if decided != page_ref(page):
+                            out.write("dead_letters", duplicate_dead_letter(page, decided))
+                            res.dead_letters += 1
+                            res.duplicates += 1
+                            continue
                 with clk.stage("normalize"):
                     try:
                         normalized = normalize_page(page.content, page.content_type, max_chars=max_bytes,
@@ -246,11 +316,22 @@ def plain_loop(files: Sequence[str], out_dir: str, model, threshold: float, mode
                         out.write("dead_letters", dead)
                     res.dead_letters += 1
                     continue
+                if near_dups is not None:
+                    # ClusterNearDuplicates signs every normalized page, flagged or not.
+                    with clk.stage("cluster"):
+                        near_dups.add(page, normalized)
                 batch.append((page, normalized))
                 if len(batch) >= batch_size:
                     flush()
     if batch:
         flush()
+    if near_dups is not None:
+        with clk.stage("cluster"):
+            assignments = near_dups.assign()
+            clustered = [near_dups.attach(record, assignments) for record in flagged_records]
+        with clk.stage("write"):
+            for record in clustered:
+                out.write("flagged", record)
     with clk.stage("write"):
         out.close()
     res.seconds = time.perf_counter() - started
