@@ -10,17 +10,25 @@ or not), and exact duplicates always fall in the same cluster.
 How, in the four layers of this package:
 
 * pure functions: word shingles of the normalized text, a MinHash signature
-  (``datasketch``), LSH band keys, the similarity check inside a bucket, a
-  union-find over the edges and the cluster id;
-* DoFns: :class:`SignatureFn` (one page -> its band keys), :class:`BucketEdgesFn`
-  (one LSH bucket -> verified edges), :class:`AttachClusterFn` (the join);
-* the composite :class:`ClusterNearDuplicates`:
-  ``(normalized pages, flagged records) -> flagged records with cluster fields``.
+  (``datasketch``), the page's compact *sketch row*, LSH banding and
+  verification over all rows at once (:func:`build_cluster_table`), and the
+  :class:`ClusterTable` that answers "which cluster is this page in";
+* DoFns and a CombineFn: :class:`SketchRowFn` (one page -> its 136-byte
+  row), :class:`ClusterTableCombineFn` (rows -> one table per window),
+  :class:`AttachClusterFn` (a flagged record + the table as a side input);
+* composites: :class:`ComputeClusters` (normalized pages -> cluster table)
+  and :class:`ClusterNearDuplicates` (``(normalized pages, flagged records)
+  -> flagged records with cluster fields``).
 
-Work is bounded: a page's signature is computed in chunks of shingles, only a
-page's band keys and a 256-byte verification sketch are shuffled, a bucket
-compares each member with at most ``MAX_BUCKET_REPRESENTATIVES`` others, and
-only pages that have a near duplicate reach the single union-find step.
+Memory is the design constraint: clustering is global to a run, so its
+state grows with the number of pages; it is kept to one 136-byte row per
+page (an 8-byte member digest and 128 one-byte MinHash values) in a
+``bytearray``: 27 MB for 200,000 pages, where shuffling band keys and
+sketches per band as Python objects cost ~60 KB per page. The table that
+comes out holds numpy arrays for the pages that have a near duplicate
+only. The flagged records themselves never wait in memory for the table in
+the batch job: they are staged to Avro and re-read (see
+``transforms.WriteModerationOutputs``).
 
 The cluster fields only decorate flagged records: no record is added or
 removed here, so pages in = decisions + dead letters still holds.
@@ -30,13 +38,14 @@ from __future__ import annotations
 import hashlib
 import re
 from functools import lru_cache
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
 from regenwatch.pipelines.dofns import NAMESPACE
+from regenwatch.pipelines.rowfiles import RowFiles, StageRows, row_source
 
 # --------------------------------------------------------------------------
 # Parameters
@@ -57,6 +66,12 @@ MAX_BUCKET_REPRESENTATIVES = 64
 # datasketch builds to about 8 MB however long the page is.
 SHINGLE_CHUNK = 8192
 MINHASH_SEED = 1
+DIGEST_BYTES = 8
+ROW_BYTES = DIGEST_BYTES + NUM_PERM
+# Two different MinHash values agree on their low byte by chance 1 time in
+# 256: the share of equal bytes overestimates Jaccard by (1 - J) / 256,
+# which estimated_similarity removes.
+_CHANCE = 1.0 / 256
 
 _WORDS = re.compile(r"\w+")
 
@@ -66,8 +81,22 @@ _WORDS = re.compile(r"\w+")
 
 
 def member_key(page_id: str, content_sha256: str) -> str:
-    """What identifies one page of a run in the clustering (and in the join)."""
+    """What identifies one page of a run in the clustering: a page seen twice is one member."""
     return f"{content_sha256}:{page_id}"
+
+
+def member_digest(page_id: str, content_sha256: str) -> bytes:
+    """8 bytes of SHA-256 of the member key (a chance collision among 10**6 pages: ~3e-8)."""
+    return hashlib.sha256(member_key(page_id, content_sha256).encode("utf-8")).digest()[:DIGEST_BYTES]
+
+
+def cluster_id_for(digests) -> str:
+    """Stable id of a cluster: derived from its smallest member digest.
+
+    A page alone is its own cluster with the id it would have as the
+    smallest member, so ids mean the same in every record of a run.
+    """
+    return "c" + hashlib.sha256(b"cluster:" + min(bytes(d) for d in digests)).hexdigest()[:16]
 
 
 def shingles(text: str, k: int = SHINGLE_WORDS) -> List[bytes]:
@@ -105,206 +134,325 @@ def minhash_signature(text: str, num_perm: int = NUM_PERM, k: int = SHINGLE_WORD
     return np.asarray(mh.hashvalues, dtype=np.uint32)
 
 
-def band_keys(signature: np.ndarray, bands: int = BANDS, rows: int = ROWS) -> List[bytes]:
-    """One LSH bucket key per band: band index + that band's values."""
-    if len(signature) < bands * rows:
-        raise ValueError(f"signature of {len(signature)} values is shorter than {bands} bands x {rows} rows")
-    sig = np.ascontiguousarray(signature, dtype="<u4")
-    return [bytes([b]) + sig[b * rows:(b + 1) * rows].tobytes() for b in range(bands)]
+def sketch(signature: np.ndarray) -> bytes:
+    """The low byte of each MinHash value: 128 bytes that both band and verify.
 
-
-def verification_sketch(signature: np.ndarray) -> bytes:
-    """The low 16 bits of each MinHash value (256 bytes for 128 values).
-
-    Shuffled with each band key instead of the full signature (a quarter of
-    the bytes); a chance 16-bit collision (1 in 65,536 per value) moves the
-    similarity estimate by a negligible amount.
+    A band of 4 one-byte values is a 32-bit bucket key: two unrelated pages
+    share it by chance 1 time in 4 billion. The verification corrects for the
+    1-in-256 chance agreement of single bytes.
     """
-    return np.ascontiguousarray(np.asarray(signature, dtype=np.uint32) & 0xFFFF, dtype="<u2").tobytes()
+    return (np.asarray(signature, dtype=np.uint32) & 0xFF).astype(np.uint8).tobytes()
 
 
 def estimated_similarity(sketch_a: bytes, sketch_b: bytes) -> float:
-    """Share of equal MinHash values: an unbiased estimate of the Jaccard similarity."""
-    a = np.frombuffer(sketch_a, dtype="<u2")
-    b = np.frombuffer(sketch_b, dtype="<u2")
+    """Jaccard similarity estimated from two sketches (share of equal bytes, chance removed)."""
+    a = np.frombuffer(sketch_a, dtype=np.uint8)
+    b = np.frombuffer(sketch_b, dtype=np.uint8)
     if a.shape != b.shape or not len(a):
         raise ValueError("sketches of different lengths cannot be compared")
-    return float(np.mean(a == b))
+    return max(0.0, (float(np.mean(a == b)) - _CHANCE) / (1.0 - _CHANCE))
 
 
-def page_bands(key: str, text: str) -> List[Tuple[bytes, Tuple[str, bytes]]]:
-    """(band key, (member key, sketch)) for every band of one page.
+def sketch_row(page_id: str, content_sha256: str, text: str) -> Optional[bytes]:
+    """The page's 136-byte row (member digest + sketch), or None for a text without a word.
 
-    A text without a single word has no shingles, and an empty MinHash would
-    make all such pages identical: it gets no band and stays a cluster of one.
+    An empty MinHash would make all word-less pages identical: such a page
+    gets no row and stays a cluster of one.
     """
     if not _WORDS.search(text):
-        return []
-    signature = minhash_signature(text)
-    sketch = verification_sketch(signature)
-    return [(band, (key, sketch)) for band in band_keys(signature)]
+        return None
+    return member_digest(page_id, content_sha256) + sketch(minhash_signature(text))
 
 
-def bucket_edges(members: Iterable[Tuple[str, bytes]], similarity: float = DEFAULT_SIMILARITY,
-                 max_representatives: int = MAX_BUCKET_REPRESENTATIVES) -> Tuple[List[Tuple[str, str]], int]:
-    """Verified near-duplicate edges among the members of one LSH bucket.
+class _UnionFind:
+    """Disjoint sets over row indices; the smaller index is the root (order-independent result).
 
-    Greedy: members (sorted, so the result does not depend on shuffle order)
-    are compared with the bucket's representatives so far; a member similar to
-    one is linked to it, otherwise it becomes a representative itself. The
-    number of representatives is capped, so a bucket costs at most
-    ``len(members) * max_representatives`` comparisons; the number of members
-    left unlinked by the cap is returned (they can still link through another
-    band).
+    Only indices that were ever linked are stored: a page without a near
+    duplicate costs nothing here.
     """
-    reps: List[Tuple[str, bytes]] = []
-    edges: List[Tuple[str, str]] = []
-    capped = 0
-    for key, sketch in sorted(set(members)):
-        for rep_key, rep_sketch in reps:
-            if estimated_similarity(sketch, rep_sketch) >= similarity:
-                edges.append((rep_key, key))
-                break
-        else:
-            if len(reps) < max_representatives:
-                reps.append((key, sketch))
-            else:
-                capped += 1
-    return edges, capped
-
-
-class UnionFind:
-    """Disjoint sets over string keys (path halving, union by smaller root)."""
 
     def __init__(self):
-        self.parent: Dict[str, str] = {}
+        self.parent: Dict[int, int] = {}
 
-    def find(self, x: str) -> str:
+    def find(self, x: int) -> int:
         parent = self.parent
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
+        while parent.get(x, x) != x:
+            grand = parent.get(parent[x], parent[x])
+            parent[x] = grand
+            x = grand
         return x
 
-    def union(self, a: str, b: str) -> None:
+    def union(self, a: int, b: int) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
-            # The smaller key becomes the root: deterministic whatever the order.
             if rb < ra:
                 ra, rb = rb, ra
             self.parent[rb] = ra
-
-    def components(self) -> List[List[str]]:
-        groups: Dict[str, List[str]] = {}
-        for x in list(self.parent):
-            groups.setdefault(self.find(x), []).append(x)
-        return sorted(sorted(g) for g in groups.values())
+            self.parent.setdefault(ra, ra)
 
 
-def cluster_id_for(members: Sequence[str]) -> str:
-    """Stable id of a cluster: derived from its smallest member key.
+class ClusterTable:
+    """Which cluster each page of a run is in; only pages with a near duplicate are stored.
 
-    A page alone is its own cluster with the id it would have as the
-    smallest member, so ids mean the same in every record of a run.
+    ``digests`` (sorted uint64 view of member digests) -> index into
+    ``cluster_ids`` / ``cluster_sizes``. Everything else is a cluster of one.
     """
-    return "c" + hashlib.sha256(min(members).encode("utf-8")).hexdigest()[:16]
+
+    def __init__(self, digests: np.ndarray, cluster_index: np.ndarray, cluster_ids: List[str],
+                 cluster_sizes: np.ndarray, pages: int, capped: int = 0):
+        self.digests = digests
+        self.cluster_index = cluster_index
+        self.cluster_ids = cluster_ids
+        self.cluster_sizes = cluster_sizes
+        self.pages = pages
+        self.capped = capped
+
+    @classmethod
+    def empty(cls) -> "ClusterTable":
+        return cls(np.zeros(0, dtype=">u8"), np.zeros(0, dtype=np.uint32), [], np.zeros(0, dtype=np.uint32), 0)
+
+    def lookup(self, page_id: str, content_sha256: str) -> Tuple[str, int]:
+        digest = member_digest(page_id, content_sha256)
+        key = np.frombuffer(digest, dtype=">u8")[0]
+        i = int(np.searchsorted(self.digests, key))
+        if i < len(self.digests) and self.digests[i] == key:
+            c = int(self.cluster_index[i])
+            return self.cluster_ids[c], int(self.cluster_sizes[c])
+        return cluster_id_for([digest]), 1
+
+    def __len__(self) -> int:
+        return len(self.cluster_ids)
 
 
-def cluster_assignments(edges: Iterable[Tuple[str, str]]) -> Dict[str, Tuple[str, int]]:
-    """member key -> (cluster id, cluster size) for every member of an edge."""
-    uf = UnionFind()
-    for a, b in edges:
-        uf.union(a, b)
-    out: Dict[str, Tuple[str, int]] = {}
-    for group in uf.components():
-        cid = cluster_id_for(group)
-        for member in group:
-            out[member] = (cid, len(group))
-    return out
+# Band columns read per pass over the rows, and whole rows fetched per batch
+# of buckets: together they bound the transient memory of building the table
+# to ~8 MB per million pages plus 2 MB (a single bucket bigger than the batch
+# is fetched whole: that is the data).
+BANDS_PER_PASS = 4
+FETCH_ROWS = 16384
 
 
-def with_cluster(record: dict, assignment: Optional[Tuple[str, int]]) -> dict:
-    """A flagged record with cluster fields; no assignment means a cluster of one."""
-    if assignment is None:
-        assignment = (cluster_id_for([member_key(record["id"], record["content_sha256"])]), 1)
-    return {**record, "cluster_id": assignment[0], "cluster_size": int(assignment[1])}
+def build_cluster_table(rows, similarity: float = DEFAULT_SIMILARITY,
+                        max_representatives: int = MAX_BUCKET_REPRESENTATIVES) -> ClusterTable:
+    """Cluster all rows of a run: LSH band buckets -> verified edges -> connected components.
+
+    ``rows`` is the rows' bytes or a :class:`~regenwatch.pipelines.rowfiles.RowSource`
+    (:class:`~regenwatch.pipelines.rowfiles.RowFiles` for rows staged to
+    files): only the digest column and a few band columns at a time are in
+    memory, plus the whole rows of the buckets being verified.
+
+    Each band's 4-byte keys are sorted with numpy, so a bucket is a run of
+    equal keys. Inside a bucket, members (in digest order, so the result does
+    not depend on arrival order) are compared with the bucket's
+    representatives; a member similar to one is linked to it, otherwise it
+    becomes a representative. Representatives are capped, so a bucket costs at
+    most ``len(members) * max_representatives`` comparisons; members left out
+    by the cap are counted and can still link through another band. Pairs
+    already in one component are not compared again.
+    """
+    source = row_source(rows, ROW_BYTES)
+    all_digests = source.column(0, DIGEST_BYTES).view(">u8").ravel()
+    # A page seen twice (same id and content) is one member; members in digest order.
+    digests, first = np.unique(all_digests, return_index=True)
+    del all_digests
+    digests = digests.astype(">u8")  # big-endian: tobytes() gives the digest bytes back
+    n = len(digests)
+    uf = _UnionFind()
+    capped = 0
+    for b0 in range(0, BANDS, BANDS_PER_PASS):
+        b1 = min(BANDS, b0 + BANDS_PER_PASS)
+        # (n, b1 - b0) band keys of the members: band b is 4 consecutive sketch bytes.
+        keys_block = source.column(DIGEST_BYTES + 4 * b0, DIGEST_BYTES + 4 * b1)[first].view("<u4")
+        for b in range(b1 - b0):
+            buckets = _buckets(keys_block[:, b])
+            capped += _verify_buckets(source, first, buckets, uf, similarity, max_representatives)
+        del keys_block
+    groups: Dict[int, List[int]] = {}
+    for x in list(uf.parent):
+        groups.setdefault(uf.find(x), []).append(x)
+    members_out: List[int] = []
+    index_out: List[int] = []
+    ids: List[str] = []
+    sizes: List[int] = []
+    for root in sorted(groups):
+        group = groups[root]
+        if len(group) < 2:
+            continue
+        c = len(ids)
+        # root is the group's smallest index, i.e. its smallest digest.
+        ids.append(cluster_id_for([digests[root:root + 1].tobytes()]))
+        sizes.append(len(group))
+        members_out.extend(group)
+        index_out.extend([c] * len(group))
+    order = np.argsort(np.asarray(members_out, dtype=np.int64), kind="stable")
+    member_digests = digests[np.asarray(members_out, dtype=np.int64)][order] if members_out else np.zeros(0, ">u8")
+    return ClusterTable(
+        digests=np.ascontiguousarray(member_digests, dtype=">u8"),
+        cluster_index=np.asarray(index_out, dtype=np.uint32)[order] if index_out else np.zeros(0, np.uint32),
+        cluster_ids=ids,
+        cluster_sizes=np.asarray(sizes, dtype=np.uint32),
+        pages=n,
+        capped=capped,
+    )
+
+
+def _buckets(keys: np.ndarray) -> List[np.ndarray]:
+    """Member indices (sorted) of each bucket of equal keys that has more than one member."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    bounds = np.flatnonzero(np.diff(sorted_keys)) + 1
+    starts = np.concatenate(([0], bounds)).astype(np.int64)
+    ends = np.concatenate((bounds, [len(keys)])).astype(np.int64)
+    multi = (ends - starts) > 1
+    return [np.sort(order[s:e]) for s, e in zip(starts[multi], ends[multi])]
+
+
+def _verify_buckets(source, first: np.ndarray, buckets: List[np.ndarray], uf: _UnionFind,
+                    similarity: float, max_representatives: int) -> int:
+    """Link the similar members of each bucket; returns how many members the representative cap left out.
+
+    Whole rows are fetched for a batch of buckets at a time (about
+    FETCH_ROWS rows), in the order the buckets come.
+    """
+    capped = 0
+    i = 0
+    while i < len(buckets):
+        j, size = i, 0
+        while j < len(buckets) and (j == i or size + len(buckets[j]) <= FETCH_ROWS):
+            size += len(buckets[j])
+            j += 1
+        needed = np.unique(np.concatenate(buckets[i:j]))
+        sketches = source.rows_at(first[needed])[:, DIGEST_BYTES:]
+        for members in buckets[i:j]:
+            local = np.searchsorted(needed, members)
+            reps: List[Tuple[int, int]] = []  # (member index, row in ``sketches``)
+            for m, row in zip(members.tolist(), local.tolist()):
+                root = uf.find(m)
+                for r, r_row in reps:
+                    if uf.find(r) == root:
+                        break
+                    if estimated_similarity(sketches[row], sketches[r_row]) >= similarity:
+                        uf.union(r, m)
+                        break
+                else:
+                    if len(reps) < max_representatives:
+                        reps.append((m, row))
+                    else:
+                        capped += 1
+        i = j
+    return capped
+
+
+def with_cluster(record: dict, table: Optional[ClusterTable]) -> dict:
+    """A flagged record with cluster fields; no table (or no entry) means a cluster of one."""
+    table = table if table is not None else ClusterTable.empty()
+    cluster_id, size = table.lookup(record["id"], record["content_sha256"])
+    return {**record, "cluster_id": cluster_id, "cluster_size": size}
 
 
 # --------------------------------------------------------------------------
 # DoFns and CombineFn
 
 
-class SignatureFn(beam.DoFn):
-    """(Page, NormalizedPage) -> (band key, (member key, sketch)) per LSH band."""
+class SketchRowFn(beam.DoFn):
+    """(Page, NormalizedPage) -> the page's 136-byte row (none for a page without words)."""
 
     def __init__(self):
         self.pages = Metrics.counter(NAMESPACE, "cluster_pages_signed")
 
     def process(self, element):
         page, normalized = element
-        self.pages.inc()
-        yield from page_bands(member_key(page.id, page.content_sha256()), normalized.text)
+        row = sketch_row(page.id, page.content_sha256(), normalized.text)
+        if row is not None:
+            self.pages.inc()
+            yield row
 
 
-class BucketEdgesFn(beam.DoFn):
-    """(band key, members) -> verified edges (member key, member key)."""
+class ClusterTableCombineFn(beam.CombineFn):
+    """Rows -> ClusterTable. The accumulator is one flat bytearray: 136 bytes per page."""
 
-    def __init__(self, similarity: float):
+    def __init__(self, similarity: float = DEFAULT_SIMILARITY):
         self.similarity = similarity
-        self.capped = Metrics.counter(NAMESPACE, "cluster_bucket_members_over_cap")
-
-    def process(self, element):
-        _, members = element
-        members = list(members)
-        if len(members) < 2:
-            return
-        edges, capped = bucket_edges(members, self.similarity)
-        if capped:
-            self.capped.inc(capped)
-        yield from edges
-
-
-class UnionFindCombineFn(beam.CombineFn):
-    """Edges -> {member key: (cluster id, cluster size)} (connected components)."""
 
     def create_accumulator(self):
-        return UnionFind()
+        return bytearray()
 
-    def add_input(self, acc, edge):
-        acc.union(*edge)
+    def add_input(self, acc, row):
+        acc += row
         return acc
 
     def merge_accumulators(self, accumulators):
-        merged = UnionFind()
+        merged = bytearray()
         for acc in accumulators:
-            for x in list(acc.parent):
-                merged.union(x, acc.find(x))
+            merged += acc
         return merged
 
     def extract_output(self, acc):
-        return cluster_assignments((x, acc.find(x)) for x in list(acc.parent))
+        return build_cluster_table(acc, self.similarity)
 
 
 class AttachClusterFn(beam.DoFn):
-    """(member key, {'flagged': [...], 'cluster': [...]}) -> flagged records with cluster fields."""
+    """A flagged record + the run's ClusterTable (side input) -> the record with cluster fields."""
 
     def __init__(self):
         self.near_dup = Metrics.counter(NAMESPACE, "flagged_in_multi_page_cluster")
 
-    def process(self, element):
-        _, grouped = element
-        assignments = list(grouped["cluster"])
-        assignment = assignments[0] if assignments else None
-        for record in grouped["flagged"]:
-            out = with_cluster(record, assignment)
-            if out["cluster_size"] > 1:
-                self.near_dup.inc()
-            yield out
+    def process(self, record, table=None):
+        out = with_cluster(record, table)
+        if out["cluster_size"] > 1:
+            self.near_dup.inc()
+        yield out
 
 
 # --------------------------------------------------------------------------
-# The composite
+# Composites
+
+
+def build_cluster_table_from_files(paths: List[str], similarity: float = DEFAULT_SIMILARITY) -> ClusterTable:
+    """The cluster table of rows staged to files (see :class:`ComputeClusters` with ``staging``)."""
+    with RowFiles(paths, ROW_BYTES) as source:
+        return build_cluster_table(source, similarity)
+
+
+class ComputeClusters(beam.PTransform):
+    """(Page, NormalizedPage) pairs -> one ClusterTable per window (none for an empty window).
+
+    In batch (the global window) clusters span the whole run. With
+    ``staging`` (a directory; batch only) the rows are written there as they
+    are produced and the table is built from the files, so the memory it
+    takes stays a few bytes per page whatever the run's size
+    (pipelines/rowfiles.py); without it they are combined in memory, which
+    is what windows of a stream need.
+    """
+
+    def __init__(self, similarity: float = DEFAULT_SIMILARITY, staging: Optional[str] = None):
+        super().__init__()
+        if not 0.0 < similarity <= 1.0:
+            raise ValueError(f"similarity must be within (0, 1], got {similarity}")
+        self.similarity = similarity
+        self.staging = staging
+
+    def expand(self, normalized):
+        rows = normalized | "SketchRows" >> beam.ParDo(SketchRowFn())
+        if self.staging:
+            return (
+                rows
+                | "StageRows" >> StageRows(self.staging, "cluster", ROW_BYTES)
+                | "ClusterTableFromFiles" >> beam.Map(build_cluster_table_from_files, self.similarity)
+            )
+        return rows | "ClusterTable" >> beam.CombineGlobally(ClusterTableCombineFn(self.similarity)).without_defaults()
+
+
+class AttachClusters(beam.PTransform):
+    """Flagged records -> the same records with cluster fields from ``tables`` (a side input)."""
+
+    def __init__(self, tables):
+        super().__init__()
+        self.tables = tables
+
+    def expand(self, flagged):
+        return flagged | "Attach" >> beam.ParDo(
+            AttachClusterFn(), table=beam.pvalue.AsSingleton(self.tables, default_value=None))
 
 
 class ClusterNearDuplicates(beam.PTransform):
@@ -312,47 +460,34 @@ class ClusterNearDuplicates(beam.PTransform):
 
     ``normalized`` is the ``(Page, NormalizedPage)`` PCollection that
     ModeratePages scores; ``flagged`` its flagged records. Every flagged record
-    comes out exactly once. Grouping is per window: in batch (the global
-    window) clusters span the whole run.
+    comes out exactly once, in the window it came in.
     """
 
-    def __init__(self, similarity: float = DEFAULT_SIMILARITY):
+    def __init__(self, similarity: float = DEFAULT_SIMILARITY, staging: Optional[str] = None):
         super().__init__()
-        if not 0.0 < similarity <= 1.0:
-            raise ValueError(f"similarity must be within (0, 1], got {similarity}")
-        self.similarity = similarity
+        self.compute = ComputeClusters(similarity, staging=staging)
 
     def expand(self, inputs):
         normalized, flagged = inputs
-        assignments = (
-            normalized
-            | "Signatures" >> beam.ParDo(SignatureFn())
-            | "GroupBuckets" >> beam.GroupByKey()
-            | "VerifyBuckets" >> beam.ParDo(BucketEdgesFn(self.similarity))
-            # Only pages with a near duplicate reach this single combine.
-            | "ConnectedComponents" >> beam.CombineGlobally(UnionFindCombineFn()).without_defaults()
-            | "Assignments" >> beam.FlatMap(lambda mapping: sorted(mapping.items()))
-        )
-        keyed_flagged = flagged | "KeyFlagged" >> beam.Map(
-            lambda r: (member_key(r["id"], r["content_sha256"]), r))
-        return (
-            {"flagged": keyed_flagged, "cluster": assignments}
-            | "JoinClusters" >> beam.CoGroupByKey()
-            | "AttachClusters" >> beam.ParDo(AttachClusterFn())
-        )
+        tables = normalized | "ComputeClusters" >> self.compute
+        return flagged | "AttachClusters" >> AttachClusters(tables)
 
 
 __all__ = [
+    "AttachClusters",
     "ClusterNearDuplicates",
+    "ClusterTable",
+    "ComputeClusters",
     "DEFAULT_SIMILARITY",
-    "bucket_edges",
-    "cluster_assignments",
+    "build_cluster_table",
+    "build_cluster_table_from_files",
     "cluster_id_for",
     "estimated_similarity",
+    "member_digest",
     "member_key",
     "minhash_signature",
-    "page_bands",
     "shingles",
-    "verification_sketch",
+    "sketch",
+    "sketch_row",
     "with_cluster",
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult
 
@@ -34,6 +35,7 @@ from regenwatch.pipelines.transforms import (
 # which fails on machines without internet access and then falls back after a
 # delay. The FnApiRunner-based BundleBasedDirectRunner path is what we want
 # locally, so 'DirectRunner' is mapped to it explicitly.
+ROW_STAGING = "_rows"
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 
 
@@ -45,10 +47,16 @@ def build_pipeline(p: beam.Pipeline, options: RegenwatchOptions, output_dir: Opt
     directory, and ``model_sha256``, the digest of the model it verified, so
     workers load that model or none.
     """
+    output_dir = output_dir or options.output
+    # Run-wide per-page rows (re-delivery keys, cluster sketches) are staged
+    # here rather than held in memory; "_" hides them from readers, and
+    # publishing removes the staging directory with them.
+    row_staging = FileSystems.join(output_dir, ROW_STAGING)
     pages, read_dead = p | "ReadPages" >> ReadPages(options.input, options.max_page_bytes)
     # A re-delivered page (same id, same content) is decided once; see
     # pipelines/pages.py, "Duplicate ids".
-    pages, duplicates = pages | "DropRedeliveries" >> DropRedeliveries(options.input, options.max_page_bytes)
+    pages, duplicates = pages | "DropRedeliveries" >> DropRedeliveries(
+        options.input, options.max_page_bytes, staging=row_staging)
     moderated = pages | "ModeratePages" >> ModeratePages(
         model_uri=options.model,
         threshold=options.threshold,
@@ -56,10 +64,13 @@ def build_pipeline(p: beam.Pipeline, options: RegenwatchOptions, output_dir: Opt
         max_sentences=options.max_sentences,
         batch_size=options.batch_size,
         model_sha256=model_sha256,
+        # Cluster fields are attached while writing (WriteClusteredFlagged),
+        # so flagged records stream to disk instead of waiting in memory.
+        attach_clusters=False,
+        row_staging=row_staging,
     )
     all_dead = (read_dead, duplicates, moderated.dead_letters) | "AllDeadLetters" >> beam.Flatten()
-    return moderated._replace(dead_letters=all_dead) | "WriteOutputs" >> WriteModerationOutputs(
-        output_dir or options.output)
+    return moderated._replace(dead_letters=all_dead) | "WriteOutputs" >> WriteModerationOutputs(output_dir)
 
 
 @dataclass

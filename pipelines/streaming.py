@@ -42,6 +42,7 @@ from regenwatch.pipelines.dofns import (
     DEAD_LETTER,
     NAMESPACE,
     ParseJsonLineFn,
+    ReadJsonlRangeFn,
     ReadAvroFileFn,
     ReadWarcFileFn,
     UnsupportedFileFn,
@@ -165,13 +166,13 @@ class DeduplicatePagesFn(beam.DoFn):
 class ReadStreamFileFn(beam.DoFn):
     """A matched file (fileio.ReadableFile) -> Pages, or dead letters, by its extension.
 
-    The batch job's per-format DoFns do the reading; JSON Lines files are
-    split into lines here because the batch job reads them with
-    ReadAllFromText, which is not for files that arrive while it runs.
+    The batch job's per-format DoFns do the reading, one whole file per
+    element (a file that arrives is read once, not split into byte ranges).
     """
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
+        self.jsonl_lines = ReadJsonlRangeFn(max_bytes)
         self.jsonl = ParseJsonLineFn(max_bytes)
         self.avro = ReadAvroFileFn(max_bytes)
         self.warc = ReadWarcFileFn(max_bytes)
@@ -182,14 +183,14 @@ class ReadStreamFileFn(beam.DoFn):
         path = readable_file.metadata.path
         fmt = input_format(path)
         if fmt == "jsonl":
-            try:
-                # open() decompresses .gz by extension, like ReadAllFromText.
-                with readable_file.open() as handle:
-                    for line in handle:
-                        yield from self.jsonl.process((path, line.rstrip(b"\r\n")))
-            except (OSError, EOFError, ValueError) as exc:
-                self.dead_read.inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, "read", exc, source=path))
+            # The batch job's line reader: 1 MiB reads, a line over the cap
+            # dead-lettered with its first 1 MiB without ever being held whole,
+            # a corrupt compressed file one dead letter after the lines before it.
+            for out in self.jsonl_lines.process((path, 0, None)):
+                if isinstance(out, beam.pvalue.TaggedOutput):
+                    yield out
+                else:
+                    yield from self.jsonl.process(out)
         elif fmt == "avro":
             yield from self.avro.process(readable_file)
         elif fmt == "warc":

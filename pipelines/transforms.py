@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-from regenwatch.pipelines.clustering import ClusterNearDuplicates
+from regenwatch.pipelines.clustering import AttachClusters, ComputeClusters
 from regenwatch.pipelines.dofns import (
     DEAD_LETTER,
     FLAGGED,
@@ -28,7 +28,15 @@ from regenwatch.pipelines.dofns import (
     ScoreBatchFn,
     UnsupportedFileFn,
 )
-from regenwatch.pipelines.pages import jsonl_ranges, page_ref, redelivered_copies, redelivery_key
+from regenwatch.pipelines.pages import jsonl_ranges
+from regenwatch.pipelines.redelivery import ROW_BYTES as REDELIVERY_ROW_BYTES
+from regenwatch.pipelines.redelivery import (
+    RedeliveryMapCombineFn,
+    file_index,
+    redelivered_map_from_files,
+    redelivery_row,
+)
+from regenwatch.pipelines.rowfiles import StageRows
 from regenwatch.schemas import load_schema
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
@@ -60,6 +68,15 @@ class ModerationOutputs(NamedTuple):
     decisions: beam.PCollection
     flagged: beam.PCollection
     dead_letters: beam.PCollection
+
+
+class ModerationOutputsWithClusters(NamedTuple):
+    """ModeratePages(attach_clusters=False): flagged records without cluster fields, and
+    ``clusters``, the cluster table(s) WriteModerationOutputs attaches while writing."""
+    decisions: beam.PCollection
+    flagged: beam.PCollection
+    dead_letters: beam.PCollection
+    clusters: beam.PCollection
 
 
 class ReadPages(beam.PTransform):
@@ -130,7 +147,8 @@ class ModeratePages(beam.PTransform):
 
     def __init__(self, model_uri: str = "default", threshold: Optional[float] = None,
                  max_bytes: int = 5 * 1024 * 1024, max_sentences: int = 2000, batch_size: int = 64,
-                 model_refresh_seconds: float = 0.0, cluster: bool = True, model_sha256: Optional[str] = None):
+                 model_refresh_seconds: float = 0.0, cluster: bool = True, model_sha256: Optional[str] = None,
+                 attach_clusters: bool = True, row_staging: Optional[str] = None):
         super().__init__()
         self.model_uri = model_uri
         # Pins the model verified at submission (batch): see ScoreBatchFn.
@@ -145,6 +163,13 @@ class ModeratePages(beam.PTransform):
         # adds cluster_id/cluster_size to flagged records; off, they keep the
         # schema defaults (null, 1).
         self.cluster = cluster
+        # False: flagged records come out without cluster fields and the
+        # cluster table comes out as ``clusters``, for a writer that attaches
+        # it without holding the flagged records in memory (the batch job).
+        self.attach_clusters = attach_clusters
+        # Batch only: a directory where the clustering stages its per-page
+        # rows instead of combining them in memory (pipelines/rowfiles.py).
+        self.row_staging = row_staging
 
     def expand(self, pages):
         normalized = pages | "Normalize" >> beam.ParDo(
@@ -160,7 +185,11 @@ class ModeratePages(beam.PTransform):
         dead = (normalized[DEAD_LETTER], scored[DEAD_LETTER]) | "ModerationDeadLetters" >> beam.Flatten()
         flagged = scored[FLAGGED]
         if self.cluster:
-            flagged = (normalized.pages, flagged) | "ClusterNearDuplicates" >> ClusterNearDuplicates()
+            clusters = normalized.pages | "ComputeClusters" >> ComputeClusters(staging=self.row_staging)
+            if not self.attach_clusters:
+                return ModerationOutputsWithClusters(decisions=scored.decisions, flagged=flagged,
+                                                     dead_letters=dead, clusters=clusters)
+            flagged = flagged | "AttachClusters" >> AttachClusters(clusters)
         return ModerationOutputs(decisions=scored.decisions, flagged=flagged, dead_letters=dead)
 
 
@@ -169,42 +198,44 @@ class ModeratePages(beam.PTransform):
 REDELIVERY_KEY_PASS = "RedeliveryKeyPass"
 
 
-def _keyed_ref(page):
-    return redelivery_key(page), page_ref(page)
-
-
-def _redelivered(element):
-    _, refs = element
-    return redelivered_copies(list(refs))
-
-
 class DropRedeliveries(beam.PTransform):
     """Pages -> (pages, duplicate dead letters): each (id, content) is decided once.
 
-    A first pass reads the input again, keys only: a 32-byte digest of (id,
-    content SHA-256) and the record's (file, position). Grouping those finds
-    the re-delivered copies; the map of copies -> decided copy (duplicates
-    only) is a side input of the filter on the real pass. Nothing per page but
-    that key and position is ever grouped, so the pages themselves stream
-    from reader to writer (pipelines/pages.py, "Duplicate ids"). The cost is
-    reading the input twice.
+    A first pass reads the input again, keys only: one 28-byte row per page
+    (16 bytes of the (id, content SHA-256) digest, the file's index, the
+    record's position) combined into one flat buffer; one sort finds the
+    re-delivered copies (pipelines/redelivery.py). The map of copies ->
+    decided copy (duplicates only) is a side input of the filter on the real
+    pass, so the pages themselves stream from reader to writer
+    (pipelines/pages.py, "Duplicate ids"). The cost is reading the input
+    twice and 28 bytes per page.
     """
 
-    def __init__(self, pattern: str, max_bytes: int):
+    def __init__(self, pattern: str, max_bytes: int, staging: Optional[str] = None):
         super().__init__()
         self.pattern = pattern
         self.max_bytes = max_bytes
+        # A directory: the rows are staged to files there instead of being
+        # combined in memory (pipelines/rowfiles.py): memory stays flat.
+        self.staging = staging
 
     def expand(self, pages):
         key_pages, _ = pages.pipeline | REDELIVERY_KEY_PASS >> ReadPages(self.pattern, self.max_bytes)
-        redelivered = (
-            key_pages
-            | "KeyAndPosition" >> beam.Map(_keyed_ref)
-            | "GroupCopies" >> beam.GroupByKey()
-            | "RedeliveredCopies" >> beam.FlatMap(_redelivered)
-        )
+        files = [path for paths in match_input_files(self.pattern).values() for path in paths]
+        index = file_index(files)
+        rows = key_pages | "KeyRows" >> beam.Map(redelivery_row, index)
+        if self.staging:
+            redelivered = (
+                rows
+                | "StageKeyRows" >> StageRows(self.staging, "redelivery", REDELIVERY_ROW_BYTES)
+                | "RedeliveredCopies" >> beam.Map(redelivered_map_from_files, sorted(set(files)))
+            )
+        else:
+            redelivered = rows | "RedeliveredCopies" >> beam.CombineGlobally(
+                RedeliveryMapCombineFn(files)).without_defaults()
         kept = pages | "DropRedelivered" >> beam.ParDo(
-            DropRedeliveriesFn(), redelivered=beam.pvalue.AsDict(redelivered)).with_outputs(DEAD_LETTER, main="pages")
+            DropRedeliveriesFn(), redelivered=beam.pvalue.AsSingleton(redelivered, default_value={})).with_outputs(
+            DEAD_LETTER, main="pages")
         return kept.pages, kept[DEAD_LETTER]
 
 
@@ -212,13 +243,17 @@ OUTPUT_PREFIXES = {"flagged": "flagged", "decision": "decisions", "deadletter": 
 
 
 class WriteAvro(beam.PTransform):
-    """Records -> <directory>/<prefix>-SSSSS-of-NNNNN.avro with a schema from schemas/."""
+    """Records -> <directory>/<prefix>-SSSSS-of-NNNNN.avro with a schema from schemas/.
 
-    def __init__(self, directory: str, schema_name: str, num_shards: int = 0):
+    The output is the PCollection of the written file names.
+    """
+
+    def __init__(self, directory: str, schema_name: str, num_shards: int = 0, codec: str = "deflate"):
         super().__init__()
         self.directory = directory
         self.schema_name = schema_name
         self.num_shards = num_shards
+        self.codec = codec
 
     def expand(self, records):
         return records | beam.io.WriteToAvro(
@@ -226,19 +261,96 @@ class WriteAvro(beam.PTransform):
             schema=load_schema(self.schema_name),
             file_name_suffix=".avro",
             num_shards=self.num_shards,
+            codec=self.codec,
         )
 
 
-class WriteModerationOutputs(beam.PTransform):
-    """ModerationOutputs -> the three Avro outputs under one directory."""
+# Where the batch job stages flagged records before their cluster fields are
+# known (under the output directory: "_" hides it from readers of the outputs).
+UNCLUSTERED_DIR = "_unclustered"
+
+
+def _at_start(filename):
+    # FinalizeWrite emits file names at the end of time; the records read from
+    # them must land back in the global window's range to be written again.
+    return beam.window.TimestampedValue(filename, beam.utils.timestamp.MIN_TIMESTAMP)
+
+
+class _DeleteFilesFn(beam.DoFn):
+    """(trigger) + file names (side input) -> deletes them and their directory when empty."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+
+    def process(self, unused_trigger, paths):
+        paths = sorted(set(paths))
+        if paths:
+            FileSystems.delete(paths)
+        if "://" not in self.directory:
+            try:
+                os.rmdir(self.directory)
+            except OSError:
+                pass  # not empty (Beam's temporary directory still there) or already gone
+        yield len(paths)
+
+
+class WriteClusteredFlagged(beam.PTransform):
+    """Flagged records + cluster table(s) -> flagged Avro with cluster fields, records never held in memory.
+
+    The table is known only once every page of the run has been normalized;
+    a side-input join would make the runner keep every flagged record until
+    then (the local runner keeps them in memory: ~3 KB each). Instead the
+    records are written as they are scored to ``_unclustered/`` (no
+    compression: they are read once), the written files are read back with
+    the table as a side input, and the final files are written; the staged
+    files are deleted once the final write has finished. The cost is one more
+    Avro write and read of the flagged records only.
+    """
 
     def __init__(self, directory: str):
         super().__init__()
         self.directory = directory
 
-    def expand(self, outputs: ModerationOutputs):
+    def expand(self, inputs):
+        flagged, tables = inputs
+        staging = FileSystems.join(self.directory, UNCLUSTERED_DIR)
+        staged = flagged | "StageUnclustered" >> WriteAvro(staging, "flagged", codec="null")
+        written = (
+            staged
+            | "AtStart" >> beam.Map(_at_start)
+            # One file per element; break fusion so files spread over workers.
+            | "ReshuffleStaged" >> beam.Reshuffle()
+            | "ReadUnclustered" >> beam.io.ReadAllFromAvro()
+            | "AttachClusters" >> AttachClusters(tables)
+            | "WriteFlagged" >> WriteAvro(self.directory, "flagged")
+        )
+        (
+            written
+            | "FinalWritten" >> beam.combiners.Count.Globally()
+            | "DeleteUnclustered" >> beam.ParDo(_DeleteFilesFn(staging), beam.pvalue.AsList(staged))
+        )
+        return written
+
+
+class WriteModerationOutputs(beam.PTransform):
+    """ModerationOutputs -> the three Avro outputs under one directory.
+
+    Given ModerationOutputsWithClusters, the flagged records get their cluster
+    fields on the way (WriteClusteredFlagged).
+    """
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self.directory = directory
+
+    def expand(self, outputs):
+        if isinstance(outputs, ModerationOutputsWithClusters):
+            flagged = (outputs.flagged, outputs.clusters) | "WriteClusteredFlagged" >> WriteClusteredFlagged(
+                self.directory)
+        else:
+            flagged = outputs.flagged | "WriteFlagged" >> WriteAvro(self.directory, "flagged")
         return {
-            "flagged": outputs.flagged | "WriteFlagged" >> WriteAvro(self.directory, "flagged"),
+            "flagged": flagged,
             "decisions": outputs.decisions | "WriteDecisions" >> WriteAvro(self.directory, "decision"),
             "dead_letters": outputs.dead_letters | "WriteDeadLetters" >> WriteAvro(self.directory, "deadletter"),
         }
@@ -272,6 +384,7 @@ __all__ = [
     "DropRedeliveries",
     "ModeratePages",
     "ModerationOutputs",
+    "ModerationOutputsWithClusters",
     "ReadPages",
     "WriteAvro",
     "WriteModerationOutputs",

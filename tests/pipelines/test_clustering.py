@@ -12,15 +12,14 @@ from apache_beam.testing.util import assert_that, equal_to
 from regenwatch.models.text import normalize_page
 from regenwatch.pipelines.clustering import (
     ClusterNearDuplicates,
-    bucket_edges,
-    cluster_assignments,
+    build_cluster_table,
     cluster_id_for,
     estimated_similarity,
-    member_key,
+    member_digest,
     minhash_signature,
-    page_bands,
     shingles,
-    verification_sketch,
+    sketch,
+    sketch_row,
     with_cluster,
 )
 from regenwatch.pipelines.moderate import run
@@ -34,7 +33,7 @@ def _text(content, content_type="text/html"):
 
 
 def _sketch(text):
-    return verification_sketch(minhash_signature(text))
+    return sketch(minhash_signature(text))
 
 
 # --------------------------------------------------------------------------
@@ -68,41 +67,81 @@ def test_signature_is_deterministic_and_bounded_on_a_long_page():
     assert (a == b).all()
 
 
-def test_exact_duplicates_share_every_band():
+def test_exact_duplicates_have_equal_sketches_and_wordless_pages_no_row():
     text = _text(TEMPLATE.format(town="Austin", county="Travis County"))
-    a = page_bands("k1", text)
-    b = page_bands("k2", text)
-    assert [band for band, _ in a] == [band for band, _ in b]
-    assert len(a) == 32
-    # No word, no shingle: no band, so such pages never cluster together.
-    assert page_bands("k3", "★ … —") == []
+    a = sketch_row("p1", "aa" * 32, text)
+    b = sketch_row("p2", "bb" * 32, text)
+    assert len(a) == len(b) == 136
+    assert a[8:] == b[8:] and a[:8] != b[:8]
+    # No word, no shingle: no row, so such pages never cluster together.
+    assert sketch_row("p3", "cc" * 32, "★ … —") is None
 
 
-def test_bucket_edges_link_similar_members_only_and_respect_the_cap():
-    same = _sketch("alpha beta gamma delta epsilon zeta eta theta iota kappa")
-    other = _sketch("one two three four five six seven eight nine ten")
-    edges, capped = bucket_edges([("b", same), ("a", same), ("c", other)], similarity=0.6)
-    assert edges == [("a", "b")] and capped == 0
-    # Order of arrival does not matter.
-    assert bucket_edges([("c", other), ("b", same), ("a", same)], 0.6) == (edges, 0)
-    # With room for one representative, the dissimilar member is left unlinked and counted.
-    edges, capped = bucket_edges([("a", same), ("b", same), ("c", other)], 0.6, max_representatives=1)
-    assert edges == [("a", "b")] and capped == 1
+def _rows(pages):
+    return b"".join(sketch_row(pid, sha, text) for pid, sha, text in pages)
 
 
-def test_cluster_assignments_are_connected_components_with_stable_ids():
-    edges = [("b", "c"), ("a", "b"), ("x", "y")]
-    got = cluster_assignments(edges)
-    assert got["a"] == got["b"] == got["c"] == (cluster_id_for(["a"]), 3)
-    assert got["x"] == got["y"] == (cluster_id_for(["x"]), 2)
-    assert cluster_assignments(list(reversed(edges))) == got
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
+
+
+def _variant(k):
+    """18 words with word k replaced: word-3-shingle Jaccard between two variants ~0.5-0.7."""
+    words = list(WORDS)
+    words[k] = f"town{k}"
+    return " ".join(words)
+
+
+def test_cluster_table_links_similar_pages_only_with_stable_ids_whatever_the_order():
+    pages = [("a", "1" * 64, _text(TEMPLATE.format(town="Austin", county="Travis County"), "text/html")),
+             ("b", "2" * 64, _text(TEMPLATE.format(town="Boise", county="Ada County"), "text/html")),
+             ("c", "3" * 64, "one two three four five six seven eight nine ten eleven twelve"),
+             ("d", "4" * 64, "one two three four five six seven eight nine ten eleven twelve"),
+             ("e", "5" * 64, "an unrelated sentence about knee pain and the weather in spring")]
+    table = build_cluster_table(_rows(pages))
+    assert table.pages == 5 and len(table) == 2
+    (ida, na), (idb, nb) = table.lookup("a", "1" * 64), table.lookup("b", "2" * 64)
+    (idc, nc), (idd, nd) = table.lookup("c", "3" * 64), table.lookup("d", "4" * 64)
+    assert ida == idb and na == nb == 2
+    assert idc == idd and nc == nd == 2 and idc != ida
+    assert table.lookup("e", "5" * 64) == (cluster_id_for([member_digest("e", "5" * 64)]), 1)
+    # The id derives from the smallest member digest, and arrival order does not matter.
+    assert ida == cluster_id_for([member_digest("a", "1" * 64), member_digest("b", "2" * 64)])
+    again = build_cluster_table(_rows(list(reversed(pages))))
+    assert [again.lookup(p, s) for p, s, _ in pages] == [table.lookup(p, s) for p, s, _ in pages]
+    # A page seen twice (same id, same content) is one member, not a cluster of two.
+    twice = build_cluster_table(_rows([pages[4], pages[4]]))
+    assert twice.pages == 1 and twice.lookup("e", "5" * 64)[1] == 1
+
+
+def test_cluster_table_respects_the_representative_cap_and_counts_what_it_left_out():
+    exact = "alpha beta gamma delta epsilon zeta eta theta iota kappa"
+    pages = [(f"p{i}", f"{i:064d}", exact) for i in range(5)]
+    table = build_cluster_table(_rows(pages), max_representatives=1)
+    # All five are identical: the single representative links them all.
+    assert table.lookup("p0", f"{0:064d}")[1] == 5 and table.capped == 0
+    unrelated = [(f"q{i}", f"{i:064d}", f"word{i} " * 3 + _variant(i % 10)) for i in range(4)]
+    assert build_cluster_table(_rows(unrelated), similarity=1.0).pages == 4
+
+
+def test_cluster_table_rejects_a_torn_buffer():
+    with pytest.raises(ValueError):
+        build_cluster_table(b"x" * 137)
+
+
+def test_cluster_table_memory_is_one_small_row_per_page():
+    """The state the run holds per page: 136 bytes in, only near-duplicate members in the table."""
+    pages = [(f"p{i}", f"{i:064d}", f"page {i} " + " ".join(f"w{i}x{j}" for j in range(40))) for i in range(2000)]
+    rows = _rows(pages)
+    assert len(rows) == 2000 * 136
+    table = build_cluster_table(rows)
+    assert table.pages == 2000 and len(table) == 0 and table.digests.nbytes == 0
 
 
 def test_record_without_near_duplicate_is_its_own_cluster():
     rec = {"id": "p", "content_sha256": "ab" * 32}
     out = with_cluster(rec, None)
     assert out["cluster_size"] == 1
-    assert out["cluster_id"] == cluster_id_for([member_key("p", "ab" * 32)])
+    assert out["cluster_id"] == cluster_id_for([member_digest("p", "ab" * 32)])
     assert "cluster_id" not in rec  # the input record is not mutated
 
 
@@ -118,7 +157,8 @@ def _pairs(rows):
     return out
 
 
-def test_composite_groups_templates_and_exact_duplicates_and_keeps_every_flagged_record():
+@pytest.mark.parametrize("staged", [False, True], ids=["combined-in-memory", "staged-to-files"])
+def test_composite_groups_templates_and_exact_duplicates_and_keeps_every_flagged_record(staged, tmp_path):
     rows = template_rows() + unrelated_rows()
     # An exact copy of an unrelated page under another id, and a page seen twice.
     rows.append({"id": "knee-clinic-copy", "content": UNRELATED["knee-clinic"], "content_type": "text/plain"})
@@ -148,8 +188,12 @@ def test_composite_groups_templates_and_exact_duplicates_and_keeps_every_flagged
 
     with TestPipeline() as p:
         out = ((p | "Pages" >> beam.Create(pairs), p | "Flagged" >> beam.Create(flagged))
-               | ClusterNearDuplicates())
+               | ClusterNearDuplicates(staging=str(tmp_path / "rows") if staged else None))
         assert_that(out, check)
+    if staged:
+        # The rows went to files (136 bytes per page with words), which the table was built from.
+        files = list((tmp_path / "rows").iterdir())
+        assert files and sum(f.stat().st_size for f in files) == 136 * len(rows)
 
 
 def test_composite_with_no_flagged_record_outputs_nothing():

@@ -215,12 +215,17 @@ def test_stream_command_watches_a_folder(small_model_uri, tmp_path, seed_rows):
     folder.mkdir()
     shutil.copy(SEED_INPUT, folder / "batch-1.jsonl")
     shutil.copy(SEED_INPUT, folder / "batch-1-resent.jsonl")
+    # A line far over the cap (4 x --max_page_bytes) is read in 1 MiB chunks
+    # and dead-lettered with its first 1 MiB, never held whole.
+    huge = json.dumps({"id": "huge", "content": "stem cells " * 120_000}).encode()
     (folder / "batch-2.jsonl").write_bytes(
-        json.dumps({"id": "new-1", "content": CLAIM_2}).encode() + b"\n" + b'{"id": "cut", "content": "\n')
+        json.dumps({"id": "new-1", "content": CLAIM_2}).encode() + b"\n" + b'{"id": "cut", "content": "\n'
+        + huge + b"\n")
     (folder / "notes.txt").write_text("not a page file")
     out = tmp_path / "out"
     code = main(["stream", "--input", str(folder / "*"), "--output", str(out), "--model", small_model_uri,
-                 "--poll_seconds", "1", "--stop_after_seconds", "2", "--window_seconds", "600"])
+                 "--poll_seconds", "1", "--stop_after_seconds", "2", "--window_seconds", "600",
+                 "--max_page_bytes", "200000"])
     assert code == 0
     files = sorted(os.path.basename(p) for p in glob.glob(str(out / "*.avro")))
     assert files and all(re.fullmatch(r"(decisions|flagged|deadletter)-\d{8}T\d{6}Z-\d{8}T\d{6}Z-00000-of-00001\.avro",
@@ -229,5 +234,7 @@ def test_stream_command_watches_a_folder(small_model_uri, tmp_path, seed_rows):
                for prefix in ("decisions", "flagged", "deadletter")}
     assert sorted(d["id"] for d in records["decisions"]) == sorted([r["id"] for r in seed_rows] + ["new-1"])
     assert sorted((d["stage"], os.path.basename(d["source"])) for d in records["deadletter"]) == [
-        ("parse", "batch-2.jsonl"), ("read", "notes.txt")]
+        ("parse", "batch-2.jsonl"), ("parse", "batch-2.jsonl"), ("read", "notes.txt")]
+    over = [d for d in records["deadletter"] if d["raw_truncated"]]
+    assert len(over) == 1 and over[0]["raw"].startswith('{"id": "huge"') and len(over[0]["raw"]) <= 1 << 20
     assert sorted(f["id"] for f in records["flagged"]) == sorted(d["id"] for d in records["decisions"] if d["flagged"])
