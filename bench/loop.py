@@ -3,13 +3,17 @@
 ``plain_loop`` does what ReadPages -> DropRedeliveries -> ModeratePages ->
 WriteModerationOutputs do, with the same pure functions
 (``regenwatch.pipelines.pages``, ``normalize_page``, ``score_pages``,
-``regenwatch.pipelines.clustering``) and the same Avro schemas and codec, but
-no Beam: read lines, parse, drop re-delivered copies, normalize, score
-batches of 64, build the records, cluster near duplicates, write three Avro
-files with the same records the pipeline writes. Whatever the pipeline costs
-above this loop is Beam overhead (and the pipeline's way of doing the same
-work: a second read of the input for the re-delivery keys, a shuffle of the
-LSH bands).
+``regenwatch.pipelines.redelivery``, ``regenwatch.pipelines.clustering``)
+and the same Avro schemas and codec, but no Beam: a keys-only first read for
+the re-delivered copies (``redelivery_row`` per page, ``redelivered_map``),
+then read lines, parse, drop re-delivered copies, normalize, one sketch row
+per normalized page (``sketch_row``), score batches of 64, build the
+records, build the cluster table (``build_cluster_table``) and give the
+flagged records their cluster (``with_cluster``), write three Avro files with
+the same records the pipeline writes. Whatever the pipeline costs above this
+loop is Beam overhead (and the pipeline's way of doing the same work: the
+rows staged to files and read back, the flagged records staged and re-read;
+the loop keeps the rows and the flagged records in memory).
 
 ``StageClock`` attributes wall time to stages exclusively (a stage nested in
 another is subtracted from the outer one). The model's internals are timed
@@ -40,19 +44,14 @@ from regenwatch.pipelines.pages import (
     now_millis,
     page_from_json_line,
     page_ref,
-    redelivery_key,
 )
+from regenwatch.pipelines.redelivery import file_index, redelivered_map, redelivery_row
 from regenwatch.schemas import load_schema
 
 STAGES = ("parse", "dedup", "normalize", "featurize", "score", "rationale", "cluster", "write")
 # Beam's WriteToAvro default codec; the same here so "write" costs the same.
 AVRO_CODEC = "deflate"
 BATCH_SIZE = 64  # the pipeline's --batch_size default
-# Which pages ClusterNearDuplicates signs, so the loop does the same work and
-# writes the same cluster fields: "normalized" (every page that was
-# normalized) or "flagged" (flagged pages only). The bench's check compares
-# the flagged records' cluster fields, so a mismatch shows there.
-CLUSTER_PAGES = "normalized"
 
 
 class StageClock:
@@ -155,36 +154,34 @@ def instrument(model, clock: StageClock) -> List[str]:
     return hooked
 
 
-class NearDuplicates:
-    """ClusterNearDuplicates without Beam: the same pure functions, buckets in a dict.
+def _lines(path: str):
+    """(byte offset, line) of each non-blank line, the terminator stripped, as the pipeline's reader gives them."""
+    with open(path, "rb") as handle:
+        offset = 0
+        for line in iter(handle.readline, b""):
+            position, offset = offset, offset + len(line)
+            line = line.rstrip(b"\r\n") if line.endswith(b"\n") else line
+            if line.strip():
+                yield position, line
 
-    ``add`` signs one normalized page (LSH band keys + verification sketch, as
-    SignatureFn); ``assign`` verifies each bucket (as BucketEdgesFn) and
-    joins the edges (as UnionFindCombineFn) into {member key: (cluster id,
-    size)}; ``attach`` gives a flagged record its cluster fields (as
-    AttachClusterFn).
+
+def redelivered_copies(files: Sequence[str], max_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> Dict[tuple, tuple]:
+    """DropRedeliveries' keys-only first pass without Beam: {re-delivered copy: decided copy}.
+
+    The same pure functions as the pipeline (``redelivery_row`` per parsed
+    page, ``redelivered_map`` over the run's rows); lines that do not parse
+    give no row, as in the pipeline's first pass.
     """
-
-    def __init__(self, similarity: float = clustering.DEFAULT_SIMILARITY):
-        self.similarity = similarity
-        self.buckets: Dict[bytes, list] = {}
-
-    def add(self, page, normalized) -> None:
-        key = clustering.member_key(page.id, page.content_sha256())
-        for band, member in clustering.page_bands(key, normalized.text):
-            self.buckets.setdefault(band, []).append(member)
-
-    def assign(self) -> Dict[str, tuple]:
-        edges = []
-        for members in self.buckets.values():
-            if len(members) >= 2:
-                edges.extend(clustering.bucket_edges(members, self.similarity)[0])
-        return clustering.cluster_assignments(edges)
-
-    @staticmethod
-    def attach(record: dict, assignments: Dict[str, tuple]) -> dict:
-        return clustering.with_cluster(
-            record, assignments.get(clustering.member_key(record["id"], record["content_sha256"])))
+    index = file_index(files)
+    rows = bytearray()
+    for path in files:
+        for position, line in _lines(path):
+            try:
+                page = page_from_json_line(line, source=path, max_bytes=max_bytes, position=position)
+            except InputError:
+                continue
+            rows += redelivery_row(page, index)
+    return redelivered_map(rows, files)
 
 
 @dataclass
@@ -230,21 +227,25 @@ def plain_loop(files: Sequence[str], out_dir: str, model, threshold: float, mode
     Every input ends as a decision or a dead letter. With ``same_work``
     (default) the loop also does what the pipeline does beyond scoring, so
     both write the same records: re-delivered copies (same id and content as
-    an earlier record in input order) become "duplicate" dead letters, and
-    flagged records get their near-duplicate cluster (which needs every page
-    of the run, so flagged records are written at the end, as the pipeline's
-    join does). ``same_work=False`` is the bare parse-normalize-score loop.
+    an earlier record in input order) become "duplicate" dead letters (a
+    first, keys-only read of the input finds them, as DropRedeliveries'), and
+    flagged records get their near-duplicate cluster, computed over every
+    normalized page with words (as ComputeClusters; the table needs every
+    page of the run, so flagged records are written at the end).
+    ``same_work=False`` is the bare parse-normalize-score loop.
     """
     clk = clock or _NoClock()
     res = LoopResult()
     started = time.perf_counter()
     out = _AvroOut(out_dir)
     batch: list = []
-    # First copy of each (id, content) in input order -> where it was read;
-    # files are read in sorted order and lines in order, so one pass decides
-    # the same copy as DropRedeliveries' sorted refs.
-    decided_copies: Dict[bytes, tuple] = {}
-    near_dups = NearDuplicates() if same_work else None
+    redelivered: Dict[tuple, tuple] = {}
+    if same_work:
+        # The keys-only first read of the input, as DropRedeliveries does.
+        with clk.stage("dedup"):
+            redelivered = redelivered_copies(files, max_bytes)
+    # ComputeClusters' rows (one 136-byte row per normalized page with words), as ClusterTableCombineFn holds them.
+    cluster_rows = bytearray() if same_work else None
     flagged_records: List[dict] = []
 
     def flush() -> None:
@@ -268,74 +269,71 @@ def plain_loop(files: Sequence[str], out_dir: str, model, threshold: float, mode
                 decision = decision_record(page, score, threshold, model_version, processed_at)
                 if decision["flagged"]:
                     record = flagged_record(page, normalized, score, threshold, model_version, processed_at)
-                    if near_dups is None:
+                    if cluster_rows is None:
                         out.write("flagged", record)
                     else:
                         flagged_records.append(record)
-                        if CLUSTER_PAGES == "flagged":
-                            with clk.stage("cluster"):
-                                near_dups.add(page, normalized)
                     res.flagged += 1
                 out.write("decisions", decision)
                 res.decided += 1
         batch.clear()
 
     for path in files:
-        with open(path, "rb") as handle:
-            offset = 0
-            while True:
-                with clk.stage("parse"):
-                    line = handle.readline()
-                    if not line:
-                        break
-                    position, offset = offset, offset + len(line)
-                    # The pipeline's reader strips the line terminator; so does this.
-                    line = line.rstrip(b"\r\n") if line.endswith(b"\n") else line
-                    if not line.strip():
+        lines = _lines(path)
+        while True:
+            with clk.stage("parse"):
+                item = next(lines, None)
+                if item is None:
+                    break
+                position, line = item
+                res.pages_read += 1
+                try:
+                    page = page_from_json_line(line, source=path, max_bytes=max_bytes, position=position)
+                except InputError as exc:
+                    page = None
+                    dead = dead_letter(line, "parse", exc, source=path)
+            if page is None:
+                with clk.stage("write"):
+                    out.write("dead_letters", dead)
+                res.dead_letters += 1
+                continue
+            if redelivered:
+                with clk.stage("dedup"):
+                    # As DropRedeliveriesFn.
+                    decided = redelivered.get(page_ref(page))
+                    if decided is not None:
+                        out.write("dead_letters", duplicate_dead_letter(page, decided))
+                        res.dead_letters += 1
+                        res.duplicates += 1
                         continue
-                    res.pages_read += 1
-                    try:
-                        page = page_from_json_line(line, source=path, max_bytes=max_bytes, position=position)
-                    except InputError as exc:
-                        page = None
-                        dead = dead_letter(line, "parse", exc, source=path)
-                if page is None:
-                    with clk.stage("write"):
-                        out.write("dead_letters", dead)
-                    res.dead_letters += 1
-                    continue
-                if same_work:
-                    with clk.stage("dedup"):
-                        decided = decided_copies.setdefault(redelivery_key(page), page_ref(page))
-                        if decided != page_ref(page):
-                            out.write("dead_letters", duplicate_dead_letter(page, decided))
-                            res.dead_letters += 1
-                            res.duplicates += 1
-                            continue
-                with clk.stage("normalize"):
-                    try:
-                        normalized = normalize_page(page.content, page.content_type, max_chars=max_bytes,
-                                                    max_sentences=max_sentences)
-                    except PageError as exc:
-                        normalized = None
-                        dead = dead_letter(page, "normalize", exc)
-                if normalized is None:
-                    with clk.stage("write"):
-                        out.write("dead_letters", dead)
-                    res.dead_letters += 1
-                    continue
-                if near_dups is not None and CLUSTER_PAGES == "normalized":
-                    with clk.stage("cluster"):
-                        near_dups.add(page, normalized)
-                batch.append((page, normalized))
-                if len(batch) >= batch_size:
-                    flush()
+            with clk.stage("normalize"):
+                try:
+                    normalized = normalize_page(page.content, page.content_type, max_chars=max_bytes,
+                                                max_sentences=max_sentences)
+                except PageError as exc:
+                    normalized = None
+                    dead = dead_letter(page, "normalize", exc)
+            if normalized is None:
+                with clk.stage("write"):
+                    out.write("dead_letters", dead)
+                res.dead_letters += 1
+                continue
+            if cluster_rows is not None:
+                with clk.stage("cluster"):
+                    # As SketchRowFn.
+                    row = clustering.sketch_row(page.id, page.content_sha256(), normalized.text)
+                    if row is not None:
+                        cluster_rows += row
+            batch.append((page, normalized))
+            if len(batch) >= batch_size:
+                flush()
     if batch:
         flush()
-    if near_dups is not None:
+    if cluster_rows is not None:
         with clk.stage("cluster"):
-            assignments = near_dups.assign()
-            clustered = [near_dups.attach(record, assignments) for record in flagged_records]
+            # As ClusterTableCombineFn, then AttachClusterFn on each flagged record.
+            table = clustering.build_cluster_table(cluster_rows) if cluster_rows else None
+            clustered = [clustering.with_cluster(record, table) for record in flagged_records]
         with clk.stage("write"):
             for record in clustered:
                 out.write("flagged", record)
