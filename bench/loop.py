@@ -1,11 +1,19 @@
 """The LIMIT: the pipeline's work as a plain batched Python loop, and the cheap anchor.
 
-``plain_loop`` does what ReadPages -> ModeratePages -> WriteModerationOutputs
-do, with the same pure functions (``regenwatch.pipelines.pages``,
-``normalize_page``, ``score_pages``) and the same Avro schemas and codec, but
-no Beam: read lines, parse, normalize, score batches of 64, build the
-records, write three Avro files. Whatever the pipeline costs above this loop
-is Beam overhead.
+``plain_loop`` does what ReadPages -> DropRedeliveries -> ModeratePages ->
+WriteModerationOutputs do, with the same pure functions
+(``regenwatch.pipelines.pages``, ``normalize_page``, ``score_pages``,
+``regenwatch.pipelines.redelivery``, ``regenwatch.pipelines.clustering``)
+and the same Avro schemas and codec, but no Beam: a keys-only first read for
+the re-delivered copies (``redelivery_row`` per page, ``redelivered_map``),
+then read lines, parse, drop re-delivered copies, normalize, one sketch row
+per normalized page (``sketch_row``), score batches of 64, build the
+records, build the cluster table (``build_cluster_table``) and give the
+flagged records their cluster (``with_cluster``), write three Avro files with
+the same records the pipeline writes. Whatever the pipeline costs above this
+loop is Beam overhead (and the pipeline's way of doing the same work: the
+rows staged to files and read back, the flagged records staged and re-read;
+the loop keeps the rows and the flagged records in memory).
 
 ``StageClock`` attributes wall time to stages exclusively (a stage nested in
 another is subtracted from the outer one). The model's internals are timed
@@ -25,18 +33,22 @@ import numpy as np
 
 from regenwatch.models.classifier import PageScore
 from regenwatch.models.text import DEFAULT_MAX_SENTENCES, PageError, normalize_page
+from regenwatch.pipelines import clustering
 from regenwatch.pipelines.pages import (
     DEFAULT_MAX_PAGE_BYTES,
     InputError,
     dead_letter,
     decision_record,
+    duplicate_dead_letter,
     flagged_record,
     now_millis,
     page_from_json_line,
+    page_ref,
 )
+from regenwatch.pipelines.redelivery import file_index, redelivered_map, redelivery_row
 from regenwatch.schemas import load_schema
 
-STAGES = ("parse", "normalize", "featurize", "score", "rationale", "write")
+STAGES = ("parse", "dedup", "normalize", "featurize", "score", "rationale", "cluster", "write")
 # Beam's WriteToAvro default codec; the same here so "write" costs the same.
 AVRO_CODEC = "deflate"
 BATCH_SIZE = 64  # the pipeline's --batch_size default
@@ -142,12 +154,43 @@ def instrument(model, clock: StageClock) -> List[str]:
     return hooked
 
 
+def _lines(path: str):
+    """(byte offset, line) of each non-blank line, the terminator stripped, as the pipeline's reader gives them."""
+    with open(path, "rb") as handle:
+        offset = 0
+        for line in iter(handle.readline, b""):
+            position, offset = offset, offset + len(line)
+            line = line.rstrip(b"\r\n") if line.endswith(b"\n") else line
+            if line.strip():
+                yield position, line
+
+
+def redelivered_copies(files: Sequence[str], max_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> Dict[tuple, tuple]:
+    """DropRedeliveries' keys-only first pass without Beam: {re-delivered copy: decided copy}.
+
+    The same pure functions as the pipeline (``redelivery_row`` per parsed
+    page, ``redelivered_map`` over the run's rows); lines that do not parse
+    give no row, as in the pipeline's first pass.
+    """
+    index = file_index(files)
+    rows = bytearray()
+    for path in files:
+        for position, line in _lines(path):
+            try:
+                page = page_from_json_line(line, source=path, max_bytes=max_bytes, position=position)
+            except InputError:
+                continue
+            rows += redelivery_row(page, index)
+    return redelivered_map(rows, files)
+
+
 @dataclass
 class LoopResult:
     pages_read: int = 0
     decided: int = 0
     flagged: int = 0
     dead_letters: int = 0
+    duplicates: int = 0
     seconds: float = 0.0
     stages: Dict[str, float] = field(default_factory=dict)
     files: Dict[str, str] = field(default_factory=dict)
@@ -177,13 +220,33 @@ class _AvroOut:
 
 def plain_loop(files: Sequence[str], out_dir: str, model, threshold: float, model_version: str,
                batch_size: int = BATCH_SIZE, clock: Optional[StageClock] = None,
-               max_bytes: int = DEFAULT_MAX_PAGE_BYTES, max_sentences: int = DEFAULT_MAX_SENTENCES) -> LoopResult:
-    """Parse, normalize, score in batches, write Avro; every input ends as a decision or a dead letter."""
+               max_bytes: int = DEFAULT_MAX_PAGE_BYTES, max_sentences: int = DEFAULT_MAX_SENTENCES,
+               same_work: bool = True) -> LoopResult:
+    """Parse, drop re-deliveries, normalize, score in batches, cluster, write Avro.
+
+    Every input ends as a decision or a dead letter. With ``same_work``
+    (default) the loop also does what the pipeline does beyond scoring, so
+    both write the same records: re-delivered copies (same id and content as
+    an earlier record in input order) become "duplicate" dead letters (a
+    first, keys-only read of the input finds them, as DropRedeliveries'), and
+    flagged records get their near-duplicate cluster, computed over every
+    normalized page with words (as ComputeClusters; the table needs every
+    page of the run, so flagged records are written at the end).
+    ``same_work=False`` is the bare parse-normalize-score loop.
+    """
     clk = clock or _NoClock()
     res = LoopResult()
     started = time.perf_counter()
     out = _AvroOut(out_dir)
     batch: list = []
+    redelivered: Dict[tuple, tuple] = {}
+    if same_work:
+        # The keys-only first read of the input, as DropRedeliveries does.
+        with clk.stage("dedup"):
+            redelivered = redelivered_copies(files, max_bytes)
+    # ComputeClusters' rows (one 136-byte row per normalized page with words), as ClusterTableCombineFn holds them.
+    cluster_rows = bytearray() if same_work else None
+    flagged_records: List[dict] = []
 
     def flush() -> None:
         processed_at = now_millis()
@@ -205,52 +268,75 @@ def plain_loop(files: Sequence[str], out_dir: str, model, threshold: float, mode
             for (page, normalized), score in items:
                 decision = decision_record(page, score, threshold, model_version, processed_at)
                 if decision["flagged"]:
-                    out.write("flagged", flagged_record(page, normalized, score, threshold, model_version,
-                                                        processed_at))
+                    record = flagged_record(page, normalized, score, threshold, model_version, processed_at)
+                    if cluster_rows is None:
+                        out.write("flagged", record)
+                    else:
+                        flagged_records.append(record)
                     res.flagged += 1
                 out.write("decisions", decision)
                 res.decided += 1
         batch.clear()
 
     for path in files:
-        with open(path, "rb") as handle:
-            while True:
-                with clk.stage("parse"):
-                    line = handle.readline()
-                    if not line:
-                        break
-                    # ReadFromText strips the line terminator; so does this.
-                    line = line.rstrip(b"\r\n") if line.endswith(b"\n") else line
-                    if not line.strip():
+        lines = _lines(path)
+        while True:
+            with clk.stage("parse"):
+                item = next(lines, None)
+                if item is None:
+                    break
+                position, line = item
+                res.pages_read += 1
+                try:
+                    page = page_from_json_line(line, source=path, max_bytes=max_bytes, position=position)
+                except InputError as exc:
+                    page = None
+                    dead = dead_letter(line, "parse", exc, source=path)
+            if page is None:
+                with clk.stage("write"):
+                    out.write("dead_letters", dead)
+                res.dead_letters += 1
+                continue
+            if redelivered:
+                with clk.stage("dedup"):
+                    # As DropRedeliveriesFn.
+                    decided = redelivered.get(page_ref(page))
+                    if decided is not None:
+                        out.write("dead_letters", duplicate_dead_letter(page, decided))
+                        res.dead_letters += 1
+                        res.duplicates += 1
                         continue
-                    res.pages_read += 1
-                    try:
-                        page = page_from_json_line(line, source=path, max_bytes=max_bytes)
-                    except InputError as exc:
-                        page = None
-                        dead = dead_letter(line, "parse", exc, source=path)
-                if page is None:
-                    with clk.stage("write"):
-                        out.write("dead_letters", dead)
-                    res.dead_letters += 1
-                    continue
-                with clk.stage("normalize"):
-                    try:
-                        normalized = normalize_page(page.content, page.content_type, max_chars=max_bytes,
-                                                    max_sentences=max_sentences)
-                    except PageError as exc:
-                        normalized = None
-                        dead = dead_letter(page, "normalize", exc)
-                if normalized is None:
-                    with clk.stage("write"):
-                        out.write("dead_letters", dead)
-                    res.dead_letters += 1
-                    continue
-                batch.append((page, normalized))
-                if len(batch) >= batch_size:
-                    flush()
+            with clk.stage("normalize"):
+                try:
+                    normalized = normalize_page(page.content, page.content_type, max_chars=max_bytes,
+                                                max_sentences=max_sentences)
+                except PageError as exc:
+                    normalized = None
+                    dead = dead_letter(page, "normalize", exc)
+            if normalized is None:
+                with clk.stage("write"):
+                    out.write("dead_letters", dead)
+                res.dead_letters += 1
+                continue
+            if cluster_rows is not None:
+                with clk.stage("cluster"):
+                    # As SketchRowFn.
+                    row = clustering.sketch_row(page.id, page.content_sha256(), normalized.text)
+                    if row is not None:
+                        cluster_rows += row
+            batch.append((page, normalized))
+            if len(batch) >= batch_size:
+                flush()
     if batch:
         flush()
+    if cluster_rows is not None:
+        with clk.stage("cluster"):
+            # As ClusterTableCombineFn, then AttachClusterFn on each flagged record.
+            table = clustering.build_cluster_table(cluster_rows) if cluster_rows else None
+            clustered = [clustering.with_cluster(record, table) for record in flagged_records]
+        with clk.stage("write"):
+            for record in clustered:
+                out.write("flagged", record)
     with clk.stage("write"):
         out.close()
     res.seconds = time.perf_counter() - started

@@ -4,7 +4,8 @@
 
 Prints the stage split (measured without the profiler), the functions of the
 hot path with their cumulative time and call counts, and the top functions by
-own time. ``--model trained`` first trains a model on the sample set with the
+own time. The profiles count CPU seconds of this process (``time.process_time``),
+not wall time, so other jobs on a shared machine do not show up in them. ``--model trained`` first trains a model on the sample set with the
 current code (not profiled), so the profile never depends on a shipped
 artifact that lags behind the code.
 """
@@ -50,6 +51,11 @@ KEY_FUNCTIONS = [
     ("sklearn/linear_model/_logistic.py", "predict_proba", "  LogisticRegression.predict_proba"),
     ("models/classifier.py", "_rationale", "  _rationale"),
     ("models/classifier.py", "_top_terms", "    _top_terms"),
+    ("pipelines/redelivery.py", "redelivery_row", "dedup: redelivery_row"),
+    ("pipelines/redelivery.py", "redelivered_map", "dedup: redelivered_map"),
+    ("pipelines/clustering.py", "sketch_row", "cluster: sketch_row"),
+    ("pipelines/clustering.py", "minhash_signature", "  minhash_signature"),
+    ("pipelines/clustering.py", "build_cluster_table", "cluster: build_cluster_table"),
     ("pipelines/pages.py", "decision_record", "write: decision_record"),
     ("pipelines/pages.py", "flagged_record", "write: flagged_record"),
     ("pipelines/pages.py", "sentence_context", "  sentence_context"),
@@ -143,7 +149,7 @@ def main(argv=None) -> int:
                          clock=clock)
         wall = time.perf_counter() - t0
 
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.process_time)
         prof.enable()
         plain_loop(inp.files, os.path.join(workdir, "out-profiled"), loaded.model, threshold, loaded.version)
         prof.disable()
@@ -154,7 +160,7 @@ def main(argv=None) -> int:
 
         print(f"## Profile of the plain loop: {res.pages_read} pages "
               f"(content chars p50 {inp.content_chars_p50}), {wall:.1f} s unprofiled = "
-              f"{res.pages_read / wall:.1f} pages/s; {total:.1f} s under cProfile\n")
+              f"{res.pages_read / wall:.1f} pages/s; {total:.1f} CPU s under cProfile\n")
         print("### Stage split (unprofiled, exclusive wall time)\n")
         print("| stage | s | share | ms/page |\n|---|---|---|---|")
         stage_total = sum(res.stages.values())
@@ -185,12 +191,16 @@ def main(argv=None) -> int:
 
 
 PIPELINE_FUNCTIONS = [
+    ("models/artifact.py", "load_model", "load_model (launcher's verification + the worker's setup)"),
     ("pipelines/dofns.py", "process", "DoFn.process (outermost; Normalize/Score/...)"),
     ("models/text.py", "normalize_page", "normalize_page"),
     ("models/classifier.py", "score_pages", "score_pages"),
-    ("pipelines/clustering.py", "page_bands", "clustering: page_bands"),
+    ("pipelines/redelivery.py", "redelivery_row", "dedup: redelivery_row"),
+    ("pipelines/redelivery.py", "redelivered_map", "dedup: redelivered_map"),
+    ("pipelines/clustering.py", "sketch_row", "clustering: sketch_row"),
     ("pipelines/clustering.py", "minhash_signature", "  minhash_signature"),
-    ("pipelines/clustering.py", "bucket_edges", "clustering: bucket_edges"),
+    ("pipelines/clustering.py", "build_cluster_table", "clustering: build_cluster_table"),
+    ("pipelines/rowfiles.py", "process", "rowfiles: WriteRowFilesFn.process"),
     ("pipelines/publish.py", "count_records", "publish: count_records"),
     ("pipelines/publish.py", "publish", "publish: publish"),
     ("apache_beam/io/avroio.py", "write_record", "WriteToAvro: write_record"),
@@ -204,7 +214,7 @@ def profile_pipeline(inp, model_uri: str, workdir: str, pages: int, loop_total: 
 
     argv = ["--input", os.path.join(inp.directory, "pages-*.jsonl"), "--output",
             os.path.join(workdir, "out-pipeline"), "--model", model_uri, "--direct_num_workers=1"]
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(time.process_time)
     prof.enable()
     run(argv)
     prof.disable()
@@ -212,7 +222,7 @@ def profile_pipeline(inp, model_uri: str, workdir: str, pages: int, loop_total: 
     total = max(ct for (path, _, name), (_, _, _, ct, _) in stats.stats.items()
                 if name == "run" and path.replace(os.sep, "/").endswith("pipelines/moderate.py"))
     print(f"\n## Profile of the pipeline (moderate.run, 1 worker, in-process): {pages} pages, "
-          f"{total:.1f} s under cProfile = {total / loop_total:.2f}x the profiled loop\n")
+          f"{total:.1f} CPU s under cProfile = {total / loop_total:.2f}x the profiled loop\n")
     print("### Own time by source file (builtins charged to their callers)\n")
     print("| file | own s | share |\n|---|---|---|")
     for area, tt in own_time_by_file(stats)[:20]:

@@ -61,7 +61,7 @@ class RegenwatchOptions(PipelineOptions):
             "--batch_size",
             type=int,
             default=64,
-            help="Most pages scored in one model call (BatchElements upper bound).",
+            help="Pages scored in one model call (fixed batches; the last of a bundle can be shorter).",
         )
         parser.add_argument(
             "--max_dead_letter_ratio",

@@ -176,7 +176,12 @@ class ModeratePages(beam.PTransform):
             NormalizeFn(self.max_bytes, self.max_sentences)).with_outputs(DEAD_LETTER, main="pages")
         scored = (
             normalized.pages
-            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.batch_size)
+            # Fixed batches of --batch_size (the last one of a bundle shorter).
+            # BatchElements' adaptive sizing aims at a 5% per-batch overhead
+            # from a regression over noisy timings: on a 2,000-page run it
+            # scored 46-70 batches of 1 to 64 pages instead of 32 of 64, and
+            # score_pages costs ~40 ms/page alone vs ~25 in batches of 64.
+            | "Batch" >> beam.BatchElements(min_batch_size=self.batch_size, max_batch_size=self.batch_size)
             | "Score" >> beam.ParDo(ScoreBatchFn(
                 self.model_uri, self.threshold, refresh_seconds=self.model_refresh_seconds,
                 expected_sha256=self.model_sha256)).with_outputs(

@@ -28,7 +28,8 @@ def test_table_has_every_row(smoke_report):
     report, _, _ = smoke_report
     text = report["text"]
     for row in ("limit (plain loop)", "pipeline, 1 worker", "pipeline, 2 workers", "anchor (page TF-IDF+LR loop)",
-                "peak RSS: pipeline @30 pages", "peak RSS: pipeline @60 pages", "training:"):
+                "peak RSS: pipeline @30 pages", "peak RSS: pipeline @60 pages", "training:",
+                "pipeline start-up: 16 pages, 1 worker", "pipeline start-up: 16 pages, 2 workers"):
         assert re.search(r"^\| " + re.escape(row), text, re.M), row
     for stage in STAGES:
         assert re.search(r"^\| " + stage + r"\s+\|", text, re.M), stage
@@ -43,7 +44,7 @@ def test_numbers_are_sane(smoke_report):
     report, _, _ = smoke_report
     runs = report["runs"]
     throughput = [r for r in runs if r["kind"] != "train"]
-    assert len(throughput) == 6
+    assert len(throughput) == 8
     for r in throughput:
         assert r["rate"] > 0 and r["seconds"] > 0, r["name"]
         assert r["rss_mib"] > 50, r["name"]            # a Python process with sklearn is never smaller
@@ -52,7 +53,9 @@ def test_numbers_are_sane(smoke_report):
     # Every page is accounted for: 30 pages in, decisions + dead letters out, identical for limit and pipeline.
     limit = by_name["limit (plain loop)"]["outputs"]
     assert limit["decisions"] + limit["dead_letters"] == 30
+    # The same records (decisions, flagged with their clusters, dead letters), not only as many.
     assert by_name["pipeline, 2 workers"]["outputs"] == limit
+    assert set(limit["fingerprint"]) == {"decisions", "flagged", "dead_letters"}
     # The 2-worker run really ran SDK worker processes beside the job process.
     assert by_name["pipeline, 2 workers"]["procs"] >= 3
     assert by_name["pipeline, 2 workers"]["result"]["running_mode"] == "multi_processing"
@@ -99,6 +102,40 @@ def test_generator_is_deterministic_prefix_and_mixed(tmp_path):
     assert info.html_pages > 50 and info.obfuscated_pages > 20
     text = "".join(open(f, encoding="utf-8").read() for f in info.files)
     assert any(ch in text for ch in ZERO_WIDTH) and any(ch in text for ch in CYRILLIC_LOOKALIKES.values())
+
+
+def test_loop_does_the_pipelines_work_beyond_scoring(tmp_path, small_model_uri):
+    """Re-delivered copies become 'duplicate' dead letters and flagged records get their cluster, as in the pipeline."""
+    import fastavro
+
+    from bench.loop import plain_loop
+    from regenwatch.models.artifact import load_model
+
+    claim = ("Our stem cell therapy cures Parkinson's disease and Alzheimer's with no side effects. "
+             "It is completely safe and FDA approved. Clinically proven to reverse MS. "
+             "Better than surgery: avoid knee replacement. Book your exosome infusion in {town} today.")
+    rows = [{"id": "a", "content": claim.format(town="Springfield"), "content_type": "text/plain"},
+            {"id": "a", "content": claim.format(town="Springfield"), "content_type": "text/plain"},  # re-delivery
+            {"id": "b", "content": claim.format(town="Shelbyville"), "content_type": "text/plain"},  # same template
+            {"id": "c", "content": "Opening hours of the city library and its reading rooms.", "content_type": "text/plain"}]
+    path = tmp_path / "pages-00000-of-00001.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    loaded = load_model(small_model_uri)
+    res = plain_loop([str(path)], str(tmp_path / "out"), loaded.model, 0.5, loaded.version)
+    assert (res.pages_read, res.decided, res.duplicates, res.dead_letters) == (4, 3, 1, 1)
+
+    def read(prefix):
+        with open(tmp_path / "out" / f"{prefix}-00000-of-00001.avro", "rb") as handle:
+            return list(fastavro.reader(handle))
+
+    [dup] = read("deadletter")
+    assert (dup["id"], dup["stage"]) == ("a", "duplicate")
+    flagged = {r["id"]: r for r in read("flagged")}
+    assert set(flagged) == {"a", "b"}
+    assert flagged["a"]["cluster_id"] == flagged["b"]["cluster_id"] and flagged["a"]["cluster_size"] == 2
+
+    bare = plain_loop([str(path)], str(tmp_path / "bare"), loaded.model, 0.5, loaded.version, same_work=False)
+    assert (bare.decided, bare.duplicates) == (4, 0)
 
 
 def test_stage_clock_times_nested_stages_exclusively():
