@@ -412,20 +412,20 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         return parts, keep
 
     @staticmethod
-    def _analyzed_sentences(vec: SentenceFeaturizer, keep, analysis: "_Analysis", srows):
-        """What vec.transform gives for these analyzed sentences (rows of the analysis)."""
-        X = [vec.word_.from_counts(analysis.sentence_words[srows], keep["sw"])]
+    def _from_analysis(vec, word_counts, char_counts, keep_words, keep_chars):
+        """What vec.transform gives, from analyzed word and char n-gram counts (sentences or pages)."""
+        X = [vec.word_.from_counts(word_counts, keep_words)]
         if vec.char_ is not None:
-            X.append(vec.char_.from_counts(analysis.sentence_chars[srows], keep["sc"]))
+            X.append(vec.char_.from_counts(char_counts, keep_chars))
         return _hstack(X)
 
-    @staticmethod
-    def _analyzed_pages(vec: PageFeaturizer, keep, analysis: "_Analysis", page_idx):
-        """What vec.transform gives for these analyzed pages."""
-        X = [vec.word_.from_counts(analysis.page_words[page_idx], keep["pw"])]
-        if vec.char_ is not None:
-            X.append(vec.char_.from_counts(analysis.page_chars[page_idx], keep["pc"]))
-        return _hstack(X)
+    def _analyzed_sentences(self, vec: SentenceFeaturizer, keep, analysis: "_Analysis", srows):
+        return self._from_analysis(vec, analysis.sentence_words[srows], analysis.sentence_chars[srows],
+                                   keep["sw"], keep["sc"])
+
+    def _analyzed_pages(self, vec: PageFeaturizer, keep, analysis: "_Analysis", page_idx):
+        return self._from_analysis(vec, analysis.page_words[page_idx], analysis.page_chars[page_idx],
+                                   keep["pw"], keep["pc"])
 
     def _analyzed_page_features(self, parts, keep, analysis: "_Analysis", pages, page_idx) -> np.ndarray:
         """_page_features of pages[page_idx] from the analysis (the same numbers, no text analysis)."""

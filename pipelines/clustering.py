@@ -49,7 +49,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 
 from regenwatch.pipelines.dofns import NAMESPACE
-from regenwatch.pipelines.rowfiles import RowFiles, StageRows, row_source
+from regenwatch.pipelines.rowfiles import RowBufferCombineFn, RowFiles, StageRows, row_source
 
 # --------------------------------------------------------------------------
 # Parameters
@@ -377,24 +377,11 @@ class SketchRowFn(beam.DoFn):
             yield row
 
 
-class ClusterTableCombineFn(beam.CombineFn):
+class ClusterTableCombineFn(RowBufferCombineFn):
     """Rows -> ClusterTable. The accumulator is one flat bytearray: 136 bytes per page."""
 
     def __init__(self, similarity: float = DEFAULT_SIMILARITY):
         self.similarity = similarity
-
-    def create_accumulator(self):
-        return bytearray()
-
-    def add_input(self, acc, row):
-        acc += row
-        return acc
-
-    def merge_accumulators(self, accumulators):
-        merged = bytearray()
-        for acc in accumulators:
-            merged += acc
-        return merged
 
     def extract_output(self, acc):
         return build_cluster_table(acc, self.similarity)
@@ -406,11 +393,13 @@ class AttachClusterFn(beam.DoFn):
     def __init__(self):
         self.near_dup = Metrics.counter(NAMESPACE, "flagged_in_multi_page_cluster")
 
-    def process(self, record, table=None):
-        out = with_cluster(record, table)
+    def _counted(self, out: dict) -> dict:
         if out["cluster_size"] > 1:
             self.near_dup.inc()
-        yield out
+        return out
+
+    def process(self, record, table=None):
+        yield self._counted(with_cluster(record, table))
 
 
 # --------------------------------------------------------------------------
@@ -473,20 +462,15 @@ def _key_by_member(record: dict):
     return member_digest(record["id"], record["content_sha256"]), record
 
 
-class AttachJoinedClusterFn(beam.DoFn):
+class AttachJoinedClusterFn(AttachClusterFn):
     """(member digest, {"flagged": records, "cluster": [(id, size)]}) -> the records with cluster fields."""
-
-    def __init__(self):
-        self.near_dup = Metrics.counter(NAMESPACE, "flagged_in_multi_page_cluster")
 
     def process(self, element):
         digest, joined = element
         clusters = list(joined["cluster"])
         cluster_id, size = clusters[0] if clusters else (cluster_id_for([digest]), 1)
         for record in joined["flagged"]:
-            if size > 1:
-                self.near_dup.inc()
-            yield {**record, "cluster_id": cluster_id, "cluster_size": size}
+            yield self._counted({**record, "cluster_id": cluster_id, "cluster_size": size})
 
 
 class JoinClusters(beam.PTransform):

@@ -31,11 +31,13 @@ from regenwatch.pipelines.transforms import (
     output_files,
 )
 
+# Under the run's staging directory: where build_pipeline stages run-wide rows.
+ROW_STAGING = "_rows"
+
 # DirectRunner in Beam 2.77 first tries to download the Prism runner binary,
 # which fails on machines without internet access and then falls back after a
 # delay. The FnApiRunner-based BundleBasedDirectRunner path is what we want
 # locally, so 'DirectRunner' is mapped to it explicitly.
-ROW_STAGING = "_rows"
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 
 

@@ -19,19 +19,17 @@ composite (pipelines/transforms.py) runs over the first pass.
 from __future__ import annotations
 
 import struct
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import apache_beam as beam
 import numpy as np
 
-from regenwatch.pipelines.pages import Page, RecordRef, page_ref, redelivery_key
-from regenwatch.pipelines.rowfiles import RowFiles, row_source
+from regenwatch.pipelines.pages import Page, RecordRef, page_ref, redelivered_copies, redelivery_key
+from regenwatch.pipelines.rowfiles import RowBufferCombineFn, RowFiles, row_source
 
 KEY_BYTES = 16
 _ROW = struct.Struct("<16sIq")
 ROW_BYTES = _ROW.size  # 28
-_ROW_DTYPE = np.dtype([("key", "V16"), ("file", "<u4"), ("position", "<i8")])
-assert _ROW_DTYPE.itemsize == ROW_BYTES
 
 
 def file_index(files: Sequence[str]) -> Dict[str, int]:
@@ -78,17 +76,12 @@ def redelivered_map(rows, files: Sequence[str]) -> Dict[RecordRef, RecordRef]:
     candidates = np.sort(order[candidate])
     del order, sorted_hi, same, candidate
     names = sorted(set(files)) + [""]
-    copies: Dict[bytes, set] = {}
+    copies: Dict[bytes, List[RecordRef]] = {}
     for row in source.rows_at(candidates):
         key, index, position = _ROW.unpack(row.tobytes())
-        copies.setdefault(key, set()).add((names[index], position))
-    out: Dict[RecordRef, RecordRef] = {}
-    for refs in copies.values():
-        # Input order (file name, then position); the same record read twice is one ref.
-        ordered = sorted(refs, key=lambda ref: (ref[0] == "", ref))
-        for ref in ordered[1:]:
-            out[ref] = ordered[0]
-    return out
+        copies.setdefault(key, []).append((names[index], position))
+    # The rule itself (first copy in input order decided) is pages.redelivered_copies.
+    return {copy: decided for refs in copies.values() for copy, decided in redelivered_copies(refs)}
 
 
 def redelivered_map_from_files(paths: Sequence[str], files: Sequence[str]) -> Dict[RecordRef, RecordRef]:
@@ -97,24 +90,11 @@ def redelivered_map_from_files(paths: Sequence[str], files: Sequence[str]) -> Di
         return redelivered_map(source, files)
 
 
-class RedeliveryMapCombineFn(beam.CombineFn):
+class RedeliveryMapCombineFn(RowBufferCombineFn):
     """Rows -> {re-delivered copy: decided copy}. The accumulator is a flat bytearray (28 bytes per page)."""
 
     def __init__(self, files: Sequence[str]):
         self.files = sorted(set(files))
-
-    def create_accumulator(self):
-        return bytearray()
-
-    def add_input(self, acc, row):
-        acc += row
-        return acc
-
-    def merge_accumulators(self, accumulators):
-        merged = bytearray()
-        for acc in accumulators:
-            merged += acc
-        return merged
 
     def extract_output(self, acc) -> Dict[RecordRef, RecordRef]:
         return redelivered_map(acc, self.files)

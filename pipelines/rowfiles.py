@@ -23,7 +23,7 @@ with everything else staged (pipelines/publish.py).
 from __future__ import annotations
 
 import uuid
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -141,6 +141,26 @@ class RowFiles(RowSource):
         self._handles.clear()
 
 
+class RowBufferCombineFn(beam.CombineFn):
+    """Fixed-size rows -> one flat ``bytearray`` (the in-memory form of :class:`StageRows`).
+
+    Subclasses turn the buffer into their output in ``extract_output``.
+    """
+
+    def create_accumulator(self):
+        return bytearray()
+
+    def add_input(self, acc, row):
+        acc += row
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        merged = bytearray()
+        for acc in accumulators:
+            merged += acc
+        return merged
+
+
 def row_source(rows, row_bytes: int) -> RowSource:
     """bytes / bytearray -> RowSource; a RowSource (or RowFiles) is returned as is."""
     return rows if isinstance(rows, RowSource) else RowSource(rows, row_bytes)
@@ -188,11 +208,6 @@ class WriteRowFilesFn(beam.DoFn):
             yield GlobalWindows.windowed_value(path)
 
 
-def _sorted_paths(paths: List[str]) -> List[str]:
-    # File order fixes the row order; sorting makes it independent of bundle timing.
-    return sorted(paths)
-
-
 class StageRows(beam.PTransform):
     """Fixed-size rows -> one element: the sorted list of files holding them (``[]`` for none). Batch only."""
 
@@ -207,8 +222,9 @@ class StageRows(beam.PTransform):
             rows
             | "WriteRowFiles" >> beam.ParDo(WriteRowFilesFn(self.directory, self.prefix, self.row_bytes))
             | "AllRowFiles" >> beam.combiners.ToList()
-            | "SortRowFiles" >> beam.Map(_sorted_paths)
+            # File order fixes the row order; sorting makes it independent of bundle timing.
+            | "SortRowFiles" >> beam.Map(sorted)
         )
 
 
-__all__ = ["RowFiles", "RowSource", "StageRows", "WriteRowFilesFn", "row_source"]
+__all__ = ["RowBufferCombineFn", "RowFiles", "RowSource", "StageRows", "WriteRowFilesFn", "row_source"]
