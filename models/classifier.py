@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from .features import NgramTfidf, TermIndex, sentence_documents, widen
+from .features import VOICE_CUE_NAMES, NgramTfidf, TermIndex, page_cue_matrix, sentence_documents, widen
 from .text import NormalizedPage, normalize_page, sentence_key
 
 CATEGORIES: Tuple[str, ...] = (
@@ -207,6 +207,7 @@ class _Analysis:
         self.sentence_words, self.page_words = widen(sw, nw), widen(pw, nw)
         self.sentence_chars = widen(sc, nc) if sc is not None else None
         self.page_chars = widen(pc, nc) if pc is not None else None
+        self.page_cues = page_cue_matrix(texts)
 
 
 # --------------------------------------------------------------------------
@@ -249,6 +250,12 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         Add character 3-5 grams to the page context and voice models.
     sentence_char_ngrams:
         Add character 3-5 grams of the (unmasked) sentence to the sentence models.
+    voice_cues:
+        Give the stacked page model the page's voice cues (features.py
+        ``voice_cues``: offers to the reader, a provider's first person,
+        reporting, research and regulator frames, hedges, product mentions)
+        beside the context and voice models. Out of fold they raised page
+        PR-AUC from 0.896 to 0.911 (realistic collected pages 0.80 to 0.84).
     tol:
         Stopping tolerance of the liblinear fits (sentence, context, voice).
         1e-3 instead of scikit-learn's 1e-4: probabilities moved by < 1e-4 and
@@ -277,6 +284,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         context_char_ngrams: bool = True,
         sentence_char_ngrams: bool = True,
         tol: float = 1e-3,
+        voice_cues: bool = True,
         random_state: int = 0,
     ):
         self.sentence_C = sentence_C
@@ -294,6 +302,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         self.context_char_ngrams = context_char_ngrams
         self.sentence_char_ngrams = sentence_char_ngrams
         self.tol = tol
+        self.voice_cues = voice_cues
         self.random_state = random_state
 
     # -- fitting -----------------------------------------------------------
@@ -437,13 +446,16 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         Xs = self._analyzed_sentences(parts["vec"], keep, analysis, srows)
         probs = np.column_stack([self._predict_column(m, Xs) for m in parts["sentence_models"]])
         Xp = self._analyzed_pages(parts["ctx_vec"], keep, analysis, page_idx)
-        return self._page_matrix(parts, probs, offsets, Xp)
+        return self._page_matrix(parts, probs, offsets, Xp, analysis.page_cues[page_idx])
 
     # -- scoring -----------------------------------------------------------
 
-    @staticmethod
-    def _n_page_features() -> int:
-        return 7 + len(CATEGORIES) + 1
+    def _uses_cues(self) -> bool:
+        # Artifacts pickled before the parameter existed have no attribute.
+        return bool(getattr(self, "voice_cues", False))
+
+    def _n_page_features(self) -> int:
+        return 8 + len(CATEGORIES) + (len(VOICE_CUE_NAMES) if self._uses_cues() else 0)
 
     @staticmethod
     def _predict_column(model, X) -> np.ndarray:
@@ -464,10 +476,12 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
             all_sents.extend(p.sentences)
             offsets.append(len(all_sents))
         Xs, probs = self._sentence_probs(parts, all_sents)
-        Xp = parts["ctx_vec"].transform([p.text for p in pages])
-        return self._page_matrix(parts, probs, offsets, Xp), Xs, probs, offsets
+        texts = [p.text for p in pages]
+        Xp = parts["ctx_vec"].transform(texts)
+        cues = page_cue_matrix(texts) if self._uses_cues() else None
+        return self._page_matrix(parts, probs, offsets, Xp, cues), Xs, probs, offsets
 
-    def _page_matrix(self, parts, probs, offsets, Xp) -> np.ndarray:
+    def _page_matrix(self, parts, probs, offsets, Xp, cues: Optional[np.ndarray]) -> np.ndarray:
         n_pages = len(offsets) - 1
         ctx = parts["ctx"].predict_proba(Xp)[:, 1]
         voice = parts["voice"].predict_proba(Xp)[:, 1] if parts["voice"] is not None else np.full(n_pages, 0.5)
@@ -485,7 +499,9 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
             feats[i, 6] = claim[0] * voice[i]
             # Category evidence only counts where the sentence is a claim.
             feats[i, 7:7 + len(CATEGORIES)] = (P[:, 1:] * P[:, :1]).max(axis=0)
-            feats[i, -1] = np.log1p(len(P))
+            feats[i, 7 + len(CATEGORIES)] = np.log1p(len(P))
+        if self._uses_cues():
+            feats[:, 8 + len(CATEGORIES):] = cues
         return feats
 
     def score_pages(self, pages: Sequence[NormalizedPage], threshold: Optional[float] = None) -> List[PageScore]:

@@ -402,3 +402,81 @@ class NgramTfidf:
 # Distinct words memoized per character featurizer (a serving process sees an
 # open-ended vocabulary; ~100 bytes per word plus its ids).
 _MEMO_MAX_WORDS = 200_000
+
+
+# --------------------------------------------------------------------------
+# Who is speaking: page-level voice cues
+#
+# POLICY.md flags a page that *promotes, sells or recommends* a product and
+# makes a claim; the same claim quoted by a regulator, a reporter or a
+# researcher is not flagged. The voice and context models learn this from
+# the pages' whole vocabulary, which on a few hundred pages is thin evidence.
+# These cue groups name the few devices that carry the voice in any page
+# (an offer to the reader, the first person of a provider, a reporting or
+# research frame, a regulator's wording, a hedge), so the page model can
+# weigh them directly. Each is a rate per 100 words, capped, so a long page
+# and a short page are on one scale. Major European languages the sample set
+# holds are covered for the offer and first-person groups.
+_VOICE_CUES: Tuple[Tuple[str, str], ...] = (
+    ("offer", """contact us|call us|call now|call today|book a|book an|book your|book now|book online|book today|
+        schedule a|schedule an|schedule your|consultation|consultations|free consultation|appointment|appointments|
+        enquire|enquiry|inquire|inquiry|request a|request an|request your|get started|sign up|order now|order today|
+        order online|buy now|buy online|add to cart|shop now|pricing|price|prices|package|packages|treatment plan|
+        treatment plans|our clinic|our center|our centre|our team|our doctor|our doctors|our physician|
+        our physicians|our specialist|our specialists|our patients|our protocol|our program|our programme|
+        our product|our products|our treatment|our treatments|our therapy|our therapies|whatsapp|
+        kontakt|termin|beratung|jetzt|contáctenos|contáctanos|cita|consulta|reserva|contactez|rendez vous|
+        contattaci|prenota|appuntamento|agende|marque|iletişim|randevu|επικοινωνία|επικοινωνήστε|ραντεβού"""),
+    ("we", """we|our|ours|us|wir|unser|unsere|unserer|unseren|unserem|unseres|nosotros|nuestro|nuestra|nuestros|
+        nuestras|nous|notre|nos|noi|nostro|nostra|nostri|nostre|nós|nosso|nossa|biz|bizim|εμείς|μας"""),
+    ("you", """you|your|yours|ihr|ihre|sie|usted|su|vous|votre|voi|vostro|vostra|você|seu|sua|siz|sizin|σας"""),
+    ("report", """said|says|told|according to|reported|reporter|journalist|interview|interviewed|critic|critics|
+        experts say|experts warn|investigation|spokesman|spokeswoman|spokesperson"""),
+    ("research", """doi|et al|abstract|methods|participants|randomized|randomised|placebo|cohort|phase i|phase ii|
+        phase iii|phase 1|phase 2|phase 3|meta analysis|systematic review|in vitro|in vivo|mice|murine|
+        we found|we observed|we investigated|we examined|we assessed|we conclude|p 0"""),
+    ("regulator", """fda|ema|mhra|tga|warning letter|warn|warns|consumer|consumers|violation|violations|violate|
+        violates|violated|violating|unapproved|not approved|adverse event|adverse events|medwatch|agency|
+        enforcement|public health|recall"""),
+    ("hedge", """may|might|could|possibly|experimental|investigational|not proven|not yet proven|limited evidence|
+        more research|early stage|early studies|early research|results vary|ask your doctor|consult your|
+        consult a"""),
+)
+VOICE_CUE_NAMES: Tuple[str, ...] = tuple(name for name, _ in _VOICE_CUES)
+
+
+def _cue_phrases() -> Dict[Tuple[str, ...], int]:
+    phrases: Dict[Tuple[str, ...], int] = {}
+    for group, (_, text) in enumerate(_VOICE_CUES):
+        for phrase in re.sub(r"\s*\n\s*", "", text).split("|"):
+            phrases[tuple(phrase.split())] = group
+    return phrases
+
+
+# Cues are matched on word tokens (one findall and dict look-ups of 1-3 word
+# windows) rather than with one big case-insensitive regex: the regex cost as
+# much per page as scoring the page.
+_CUE_PHRASES = _cue_phrases()
+_CUE_MAX_WORDS = max(len(p) for p in _CUE_PHRASES)
+_CUE_WORD_RE = re.compile(r"\w+")
+
+
+def page_cue_matrix(texts: Sequence[str]) -> np.ndarray:
+    """voice_cues of every text, one row per text."""
+    out = np.zeros((len(texts), len(VOICE_CUE_NAMES)))
+    for i, text in enumerate(texts):
+        out[i] = voice_cues(text)
+    return out
+
+
+def voice_cues(text: str) -> np.ndarray:
+    """Per cue group, log(1 + occurrences per 100 words) of the page text, capped at 20 per 100."""
+    words = _CUE_WORD_RE.findall(text.lower())
+    counts = np.zeros(len(VOICE_CUE_NAMES))
+    get = _CUE_PHRASES.get
+    for n in range(1, _CUE_MAX_WORDS + 1):
+        for gram in zip(*(words[k:] for k in range(n))):
+            g = get(gram)
+            if g is not None:
+                counts[g] += 1
+    return np.log1p(np.minimum(counts * 100.0 / max(1, len(words)), 20.0))
