@@ -183,6 +183,24 @@ def _word_scripts(word: str) -> Tuple[bool, bool]:
     return has_latin, has_other
 
 
+# A lone Greek letter used as a scientific symbol: "TGF-β", "IL-1β", "β細胞"
+# (the word holds one Greek letter and no other Cyrillic/Greek one), or a
+# Greek suffix on an upper-case or numeric name: "TNFα", "HIF1α", "IFNγ".
+# Research and clinic pages are full of them; folding them would change the
+# words and raise the obfuscation signal on honest pages. Obfuscators swap
+# letters inside ordinary lower-case words, which these rules never spare.
+_SYMBOL_SUFFIX = re.compile(r"^[A-Z0-9][A-Z0-9-]*[\u0370-\u03ff]$")
+
+
+def _is_greek_symbol(word: str) -> bool:
+    others = [c for c in word if _script(c) in ("cyrillic", "greek")]
+    if len(others) != 1 or _script(others[0]) != "greek":
+        return False
+    if not any(_script(c) == "latin" for c in word):
+        return True
+    return bool(_SYMBOL_SUFFIX.match(word))
+
+
 def fold_homoglyphs(text: str) -> Tuple[str, int]:
     """Fold Cyrillic/Greek look-alike letters to Latin inside Latin-script words.
 
@@ -205,7 +223,7 @@ def fold_homoglyphs(text: str) -> Tuple[str, int]:
         nonlocal folded
         word = m.group(0)
         has_latin, has_other = _word_scripts(word)
-        if not (has_latin and has_other):
+        if not (has_latin and has_other) or _is_greek_symbol(word):
             return word
         translated = word.translate(_CONFUSABLE_TABLE)
         if translated != word:
@@ -221,7 +239,7 @@ def fold_homoglyphs(text: str) -> Tuple[str, int]:
         nonlocal folded
         word = m.group(0)
         has_latin, has_other = _word_scripts(word)
-        if has_latin or not has_other:
+        if has_latin or not has_other or _is_greek_symbol(word):
             return word
         translated = word.translate(_CONFUSABLE_TABLE)
         if any(_script(c) in ("cyrillic", "greek") for c in translated):

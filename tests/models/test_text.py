@@ -54,6 +54,16 @@ def test_greek_lookalikes_folded():
     assert "homoglyphs" in signals
 
 
+def test_greek_symbols_of_science_are_not_obfuscation():
+    """TGF-β, IL-1β, TNFα, β細胞: symbols, not disguised letters (no fold, no signal)."""
+    for text in ("Exosomes carry TGF-β and IL-1β, lower TNFα and HIF1α in vitro.",
+                 "幹細胞はβ細胞に分化します。", "Levels of IFNγ fell by 20%."):
+        assert fold_text(text) == (text, [])
+    # Disguised lower-case words still fold, even with a single Greek letter.
+    assert fold_text("Stem cεlls hεal knees") == ("Stem cells heal knees", ["homoglyphs"])
+    assert fold_text("Our therapy curεs arthritis")[0] == "Our therapy cures arthritis"
+
+
 def test_zero_width_and_control_characters_removed():
     text, signals = fold_text("cu\u200bres Park\u200dinson\u00ad's\x07 today")
     assert text == "cures Parkinson's today"
