@@ -445,38 +445,108 @@ _VOICE_CUES: Tuple[Tuple[str, str], ...] = (
 VOICE_CUE_NAMES: Tuple[str, ...] = tuple(name for name, _ in _VOICE_CUES)
 
 
-def _cue_phrases() -> Dict[Tuple[str, ...], int]:
-    phrases: Dict[Tuple[str, ...], int] = {}
-    for group, (_, text) in enumerate(_VOICE_CUES):
-        for phrase in re.sub(r"\s*\n\s*", "", text).split("|"):
-            phrases[tuple(phrase.split())] = group
-    return phrases
+# Claim phrases: POLICY.md's "what it looks like" column as word sequences, per
+# category. The sentence models weigh the same words, but as one n-gram among
+# thousands in a sentence's vector; counted on the page they tell the page
+# model plainly that a categorical phrase is there ("no side effects",
+# "clinically proven", "FDA registered", "better than surgery"). Counts, not
+# rates: one claim is enough to flag a page, however long (POLICY.md).
+_CLAIM_CUES: Tuple[Tuple[str, str], ...] = (
+    ("disease_treatment", """cures|cure|cured|curing|heals|heal|healed|reverses|reversed|reverse the|treats|treat|
+        treated|effective treatment|effective treatment for|treatment for|repairs|repair|regenerates|regenerate|
+        regrow|regrows|restores|restore|restored|halt|halts|stops the progression|eliminates|free of|
+        no longer need|helps with|help with"""),
+    ("safety_assurance", """no side effects|without side effects|no risk|no risks|risk free|completely safe|totally safe|
+        100 safe|perfectly safe|absolutely safe|very safe|safe and effective|safe and natural|no rejection|
+        never rejected|not rejected|no complications|minimal risk|zero risk|well known to be safe|is safe|
+        are safe|safe procedure|immune privileged|sin efectos secundarios|ohne nebenwirkungen|
+        sans effets secondaires|senza effetti collaterali|sem efeitos colaterais|yan etkisi yok"""),
+    ("efficacy_proof", """clinically proven|proven|proven to|scientifically proven|studies prove|studies show|
+        studies have shown|research shows|shown to|guaranteed|guarantee|guaranteed results|success rate|
+        effective rate|effectiveness rate|improvement rate|of patients|demonstrates|demonstrated|
+        clínicamente comprobado|klinisch bewiesen|cliniquement prouvé|clinicamente provato"""),
+    ("regulatory_misrepresentation", """fda approved|fda approval|fda registered|fda compliant|fda cleared|
+        approved by the fda|registered with the fda|not regulated|exempt from|fda exempt|361 hct p|
+        meets the standards|government approved|licensed by|certified by"""),
+    ("superiority", """better than|superior to|more effective than|instead of surgery|avoid surgery|
+        avoid knee replacement|alternative to surgery|without surgery|rather than surgery|replace surgery|
+        than surgery|than drugs|than medication|outperforms|unlike surgery|unlike drugs|rivals|
+        overwhelmingly"""),
+    ("age_reversal", """reverse aging|reverse ageing|reverses aging|reverses ageing|turn back the clock|
+        turns back the clock|anti aging|biological age|younger cells|cellular rejuvenation|rejuvenates|
+        rejuvenate|fountain of youth|age reversal|reversing aging|reversing the damage of aging"""),
+    ("testimonial_as_evidence", """before and after|testimonial|testimonials|patient story|patient stories|
+        success story|success stories|walked again|walk again|after treatment|after the treatment|
+        my son|my daughter|my husband|my wife|i was able"""),
+)
+CLAIM_CUE_NAMES: Tuple[str, ...] = tuple(name for name, _ in _CLAIM_CUES)
+PAGE_CUE_NAMES: Tuple[str, ...] = tuple("voice:" + n for n in VOICE_CUE_NAMES) + tuple(
+    "claim:" + n for n in CLAIM_CUE_NAMES)
 
 
-# Cues are matched on word tokens (one findall and dict look-ups of 1-3 word
-# windows) rather than with one big case-insensitive regex: the regex cost as
-# much per page as scoring the page.
-_CUE_PHRASES = _cue_phrases()
-_CUE_MAX_WORDS = max(len(p) for p in _CUE_PHRASES)
+def _phrase_index() -> Dict[str, List[Tuple[Tuple[str, ...], int]]]:
+    """First word -> [(phrase words, column in PAGE_CUE_NAMES)], longest phrases first."""
+    index: Dict[str, List[Tuple[Tuple[str, ...], int]]] = {}
+    seen: Dict[Tuple[str, ...], int] = {}
+    tables = [(0, _VOICE_CUES), (len(VOICE_CUE_NAMES), _CLAIM_CUES)]
+    for base, table in tables:
+        for group, (_, text) in enumerate(table):
+            for phrase in re.sub(r"\s*\n\s*", "", text).split("|"):
+                words = tuple(phrase.split())
+                if not words:
+                    continue
+                if words in seen:
+                    raise ValueError(f"cue phrase {phrase!r} is listed twice")
+                seen[words] = base + group
+                index.setdefault(words[0], []).append((words, base + group))
+    for entries in index.values():
+        entries.sort(key=lambda e: -len(e[0]))
+    return index
+
+
+# Cues are matched on word tokens (one findall, then a dict look-up per word
+# and a comparison per phrase that starts with it) rather than with a big
+# case-insensitive regex: the regex cost as much per page as scoring it.
+# Every phrase that starts at a word counts (overlaps do: "our clinic" is an
+# offer and "our" a first person).
+_PHRASES_BY_FIRST_WORD = _phrase_index()
 _CUE_WORD_RE = re.compile(r"\w+")
 
 
-def page_cue_matrix(texts: Sequence[str]) -> np.ndarray:
-    """voice_cues of every text, one row per text."""
-    out = np.zeros((len(texts), len(VOICE_CUE_NAMES)))
-    for i, text in enumerate(texts):
-        out[i] = voice_cues(text)
-    return out
+def page_cues(text: str) -> np.ndarray:
+    """[voice cues | claim cues] of a page's normalized text (PAGE_CUE_NAMES order).
+
+    Voice cues: log(1 + occurrences per 100 words), capped at 20 per 100, so a
+    long and a short page are on one scale. Claim cues: log(1 + occurrences).
+    """
+    words = _CUE_WORD_RE.findall(text.lower())
+    counts = np.zeros(len(PAGE_CUE_NAMES))
+    get = _PHRASES_BY_FIRST_WORD.get
+    for i, word in enumerate(words):
+        entries = get(word)
+        if entries is None:
+            continue
+        for phrase, column in entries:
+            if len(phrase) == 1 or tuple(words[i:i + len(phrase)]) == phrase:
+                counts[column] += 1
+    nv = len(VOICE_CUE_NAMES)
+    counts[:nv] = np.minimum(counts[:nv] * 100.0 / max(1, len(words)), 20.0)
+    return np.log1p(counts)
 
 
 def voice_cues(text: str) -> np.ndarray:
-    """Per cue group, log(1 + occurrences per 100 words) of the page text, capped at 20 per 100."""
-    words = _CUE_WORD_RE.findall(text.lower())
-    counts = np.zeros(len(VOICE_CUE_NAMES))
-    get = _CUE_PHRASES.get
-    for n in range(1, _CUE_MAX_WORDS + 1):
-        for gram in zip(*(words[k:] for k in range(n))):
-            g = get(gram)
-            if g is not None:
-                counts[g] += 1
-    return np.log1p(np.minimum(counts * 100.0 / max(1, len(words)), 20.0))
+    """The voice part of page_cues."""
+    return page_cues(text)[:len(VOICE_CUE_NAMES)]
+
+
+def claim_cues(text: str) -> np.ndarray:
+    """The claim part of page_cues."""
+    return page_cues(text)[len(VOICE_CUE_NAMES):]
+
+
+def page_cue_matrix(texts: Sequence[str]) -> np.ndarray:
+    """page_cues of every text, one row per text."""
+    out = np.zeros((len(texts), len(PAGE_CUE_NAMES)))
+    for i, text in enumerate(texts):
+        out[i] = page_cues(text)
+    return out

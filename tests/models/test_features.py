@@ -1,9 +1,17 @@
-"""Page voice cues (models/features.py ``voice_cues``): who is speaking, as numbers the page model weighs."""
+"""Page cues (models/features.py ``page_cues``): who is speaking and which policy phrases a page uses."""
 import numpy as np
 import pytest
 
 from regenwatch.models.classifier import CATEGORIES, ClaimModel
-from regenwatch.models.features import VOICE_CUE_NAMES, page_cue_matrix, voice_cues
+from regenwatch.models.features import (
+    CLAIM_CUE_NAMES,
+    PAGE_CUE_NAMES,
+    VOICE_CUE_NAMES,
+    claim_cues,
+    page_cue_matrix,
+    page_cues,
+    voice_cues,
+)
 from regenwatch.models.text import normalize_page
 from regenwatch.training.renderings import cyrillic, html_wrap, zero_width
 
@@ -57,12 +65,54 @@ def test_cues_survive_obfuscation_and_html_after_normalization():
             np.testing.assert_allclose(voice_cues(rendered), voice_cues(plain), atol=1e-12)
 
 
-def test_cue_matrix_rows_are_pages():
+def claim(text, name):
+    return claim_cues(text)[CLAIM_CUE_NAMES.index(name)]
+
+
+@pytest.mark.parametrize("sentence, category", [
+    ("Our exosome drip cures long COVID.", "disease_treatment"),
+    ("There are no side effects and no risk of rejection.", "safety_assurance"),
+    ("The protocol is clinically proven, with a 94% success rate.", "efficacy_proof"),
+    ("Our lab is FDA registered, so the cells are legal.", "regulatory_misrepresentation"),
+    ("PRP lets you avoid knee replacement, and it works better than surgery.", "superiority"),
+    ("Our NAD+ drip will turn back the clock on your cells.", "age_reversal"),
+    ("See our before and after gallery: my son walked again.", "testimonial_as_evidence"),
+])
+def test_claim_cues_name_the_policy_category(sentence, category):
+    values = claim_cues(sentence)
+    assert values[CLAIM_CUE_NAMES.index(category)] > 0
+    assert values.argmax() == CLAIM_CUE_NAMES.index(category) or values.max() == claim(sentence, category)
+
+
+def test_claim_cues_count_so_one_claim_weighs_the_same_on_a_long_page():
+    """A hedge-filled page does not dilute its one claim (POLICY.md: one claim flags the page)."""
+    filler = " ".join(["Results vary and evidence is early; ask your doctor about the options."] * 30)
+    one = "This exosome serum has no side effects."
+    assert claim(filler + " " + one, "safety_assurance") == claim(one, "safety_assurance") > 0
+    assert claim(filler, "safety_assurance") == 0
+
+
+def test_cue_matrix_rows_are_pages_voice_then_claim():
     m = page_cue_matrix([CLINIC, REGULATOR, RESEARCH])
-    assert m.shape == (3, len(VOICE_CUE_NAMES))
-    np.testing.assert_array_equal(m[1], voice_cues(REGULATOR))
+    assert m.shape == (3, len(PAGE_CUE_NAMES)) == (3, len(VOICE_CUE_NAMES) + len(CLAIM_CUE_NAMES))
+    np.testing.assert_array_equal(m[1], page_cues(REGULATOR))
+    np.testing.assert_array_equal(m[1], np.concatenate([voice_cues(REGULATOR), claim_cues(REGULATOR)]))
 
 
 def test_page_model_sees_cues_only_when_enabled():
-    assert ClaimModel()._n_page_features() == 8 + len(CATEGORIES) + len(VOICE_CUE_NAMES)
-    assert ClaimModel(voice_cues=False)._n_page_features() == 8 + len(CATEGORIES)
+    assert ClaimModel()._n_page_features() == 8 + len(CATEGORIES) + len(PAGE_CUE_NAMES)
+    assert ClaimModel(page_cues=False)._n_page_features() == 8 + len(CATEGORIES)
+
+
+def test_a_model_without_cues_still_fits_and_scores():
+    """The ablation the README's figures compare against stays a working configuration."""
+    from regenwatch.training.data_io import load_sample_set
+
+    s = load_sample_set()
+    pages, sentences = s.pages[::6], s.sentences[::6]
+    model = ClaimModel(n_inner_folds=2, page_cues=False).fit(
+        [p["text"] for p in pages], [p["label"] for p in pages],
+        evidence=[p.get("evidence") for p in pages], kinds=[p.get("kind") for p in pages],
+        extra_sentences=sentences)
+    assert model.page_model_.coef_.shape[1] == 8 + len(CATEGORIES)
+    assert 0.0 <= model.predict_proba([CLINIC])[0, 1] <= 1.0
