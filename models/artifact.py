@@ -232,6 +232,17 @@ def load_model(uri: Optional[str] = None, expected_sha256: Optional[str] = None)
     if not callable(getattr(model, "score_pages", None)):
         raise ModelLoadError(
             f"model artifact {artifact_uri} holds a {type(model).__name__}, not a ClaimModel")
+    # An artifact pickled by an older version of the model code can unpickle
+    # fine and still not fit this code's page features (a feature added or
+    # renamed since): refuse it here, with the fix, instead of failing on the
+    # first batch inside a worker.
+    expected = getattr(model, "_n_page_features", None)
+    trained = getattr(getattr(model, "page_model_", None), "n_features_in_", None)
+    if callable(expected) and trained is not None and int(trained) != expected():
+        raise ModelLoadError(
+            f"model artifact {artifact_uri} was trained by another version of the model code: its page model "
+            f"takes {trained} features, this code builds {expected()}: retrain it (regenwatch train) "
+            "or install the version of regenwatch that trained it")
     if "threshold" in manifest:
         model.threshold = float(manifest["threshold"])
     return LoadedModel(model=model, manifest=manifest)

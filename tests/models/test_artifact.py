@@ -127,6 +127,19 @@ def test_scikit_learn_version_mismatch_is_refused(model_copy, tmp_path, capsys):
     assert "install scikit-learn==0.24.2 or retrain" in message
 
 
+def test_artifact_from_other_model_code_is_refused(model_copy, tmp_path, capsys):
+    """A model whose page model takes other features than this code builds is refused at load, not mid-run."""
+    loaded = load_model(model_copy)
+    model = loaded.model
+    model.page_cues = not model.page_cues  # as if pickled by code with or without the page cues
+    stale = str(tmp_path / "stale" / "m.joblib")
+    os.makedirs(os.path.dirname(stale))
+    from regenwatch.models.artifact import save_model
+
+    save_model(model, stale, {"version": "stale", "threshold": 0.5})
+    assert_refused(stale, tmp_path / "out", capsys, "another version of the model code", "retrain")
+
+
 def test_missing_artifact_is_refused(model_copy, tmp_path, capsys):
     os.remove(model_copy)
     assert_refused(model_copy, tmp_path / "out", capsys, "cannot be read")
