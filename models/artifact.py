@@ -243,6 +243,15 @@ def load_model(uri: Optional[str] = None, expected_sha256: Optional[str] = None)
             f"model artifact {artifact_uri} was trained by another version of the model code: its page model "
             f"takes {trained} features, this code builds {expected()}: retrain it (regenwatch train) "
             "or install the version of regenwatch that trained it")
+    fitted_lexicons = getattr(model, "lexicon_sha256_", None)
+    if fitted_lexicons is not None:
+        from .features import lexicon_fingerprint
+
+        if fitted_lexicons != lexicon_fingerprint():
+            raise ModelLoadError(
+                f"model artifact {artifact_uri} was fitted with other featurization lexicons (entity or cue "
+                "phrase lists) than this code has: it would score features it was not trained on; retrain it "
+                "(regenwatch train) or install the version of regenwatch that trained it")
     if "threshold" in manifest:
         model.threshold = float(manifest["threshold"])
     return LoadedModel(model=model, manifest=manifest)

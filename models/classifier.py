@@ -34,7 +34,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from .features import PAGE_CUE_NAMES, NgramTfidf, TermIndex, page_cue_matrix, sentence_documents, widen
+from .features import (
+    PAGE_CUE_NAMES,
+    NgramTfidf,
+    TermIndex,
+    lexicon_fingerprint,
+    page_cue_matrix,
+    sentence_documents,
+    widen,
+)
 from .text import NormalizedPage, normalize_page, sentence_key
 
 CATEGORIES: Tuple[str, ...] = (
@@ -329,6 +337,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
             kinds = [None] * len(pages)
         extra = [(sent, list(c)) for sent, c in (extra_sentences or ())]
         self.classes_ = np.array([0, 1])
+        self.lexicon_sha256_ = lexicon_fingerprint()
         # Sentence rows and text analysis do not depend on the fold: done once.
         rows = [label_sentences(p, int(label), ev) for p, label, ev in zip(pages, y, evidence)]
         analysis = _Analysis(pages, [s for r in rows for s, _ in r] + [s for s, _ in extra],

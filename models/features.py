@@ -550,3 +550,17 @@ def page_cue_matrix(texts: Sequence[str]) -> np.ndarray:
     for i, text in enumerate(texts):
         out[i] = page_cues(text)
     return out
+
+
+def lexicon_fingerprint() -> str:
+    """SHA-256 of every lexicon the featurization reads (entities, voice and claim cues).
+
+    The lexicons are code, not part of the pickled model: a model fitted with
+    one version of them and served with another would score different
+    features than it was trained on, silently. The estimator records this at
+    fit time and load_model refuses a mismatch.
+    """
+    import hashlib
+
+    parts = [_CONDITIONS, _PRODUCTS, repr(_VOICE_CUES), repr(_CLAIM_CUES)]
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()

@@ -140,6 +140,15 @@ def test_artifact_from_other_model_code_is_refused(model_copy, tmp_path, capsys)
     assert_refused(stale, tmp_path / "out", capsys, "another version of the model code", "retrain")
 
 
+def test_artifact_fitted_with_other_lexicons_is_refused(model_copy, tmp_path, capsys, monkeypatch):
+    """Cue and entity phrase lists are code: a model fitted with other lists would be served skewed features."""
+    from regenwatch.models import features
+
+    assert load_model(model_copy).model.lexicon_sha256_ == features.lexicon_fingerprint()
+    monkeypatch.setattr(features, "_CLAIM_CUES", features._CLAIM_CUES + (("extra", "miracle"),))
+    assert_refused(model_copy, tmp_path / "out", capsys, "other featurization lexicons", "retrain")
+
+
 def test_missing_artifact_is_refused(model_copy, tmp_path, capsys):
     os.remove(model_copy)
     assert_refused(model_copy, tmp_path / "out", capsys, "cannot be read")
