@@ -37,8 +37,10 @@ ROW_STAGING = "_rows"
 # DirectRunner in Beam 2.77 first tries to download the Prism runner binary,
 # which fails on machines without internet access and then falls back after a
 # delay. The FnApiRunner-based BundleBasedDirectRunner path is what we want
-# locally, so 'DirectRunner' is mapped to it explicitly.
-LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+# locally, so 'DirectRunner' is mapped to it explicitly: to LocalRunner, the
+# FnApiRunner with multi_processing workers forked from the launcher instead
+# of started as fresh interpreters (pipelines/localrunner.py).
+LOCAL_RUNNER = "regenwatch.pipelines.localrunner.LocalRunner"
 
 
 def build_pipeline(p: beam.Pipeline, options: RegenwatchOptions, output_dir: Optional[str] = None,
