@@ -28,7 +28,7 @@ from regenwatch.pipelines.dofns import (
     ScoreBatchFn,
     UnsupportedFileFn,
 )
-from regenwatch.pipelines.pages import jsonl_ranges
+from regenwatch.pipelines.pages import COMPRESSED_SUFFIXES, jsonl_range_bytes, jsonl_ranges
 from regenwatch.pipelines.redelivery import ROW_BYTES as REDELIVERY_ROW_BYTES
 from regenwatch.pipelines.redelivery import (
     RedeliveryMapCombineFn,
@@ -92,13 +92,16 @@ class ReadPages(beam.PTransform):
         pages, dead = [], []
         if groups.get("jsonl"):
             sizes = {m.path: m.size_in_bytes for m in FileSystems.match([self.pattern])[0].metadata_list}
+            # Enough ranges for every worker to get a share (pages.JSONL_TARGET_RANGES).
+            range_bytes = jsonl_range_bytes(sum(
+                sizes.get(path) or 0 for path in groups["jsonl"] if not path.lower().endswith(COMPRESSED_SUFFIXES)))
             # Not ReadAllFromText: its buffer grows by re-concatenation, so a
             # 20 MB line took seconds and a one-line file was held whole.
             lines = (
                 pbegin
                 | "JsonlRanges" >> beam.Create(
-                    [r for path in groups["jsonl"] for r in jsonl_ranges(path, sizes.get(path))])
-                # One 64 MiB range per element; break fusion so ranges spread over workers.
+                    [r for path in groups["jsonl"] for r in jsonl_ranges(path, sizes.get(path), range_bytes)])
+                # One range per element; break fusion so ranges spread over workers.
                 | "ReshuffleJsonl" >> beam.Reshuffle()
                 # Bytes, not str: invalid UTF-8 must reach the parser and
                 # become a dead letter instead of failing the read.
