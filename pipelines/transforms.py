@@ -99,8 +99,12 @@ class ReadPages(beam.PTransform):
             # 20 MB line took seconds and a one-line file was held whole.
             lines = (
                 pbegin
+                # reshuffle=False: Create's own Reshuffle (for more than one
+                # element) would be a second one before ReshuffleJsonl, one
+                # more stage and bundle for nothing.
                 | "JsonlRanges" >> beam.Create(
-                    [r for path in groups["jsonl"] for r in jsonl_ranges(path, sizes.get(path), range_bytes)])
+                    [r for path in groups["jsonl"] for r in jsonl_ranges(path, sizes.get(path), range_bytes)],
+                    reshuffle=False)
                 # One range per element; break fusion so ranges spread over workers.
                 | "ReshuffleJsonl" >> beam.Reshuffle()
                 # Bytes, not str: invalid UTF-8 must reach the parser and
@@ -116,7 +120,7 @@ class ReadPages(beam.PTransform):
             if groups.get(fmt):
                 read = (
                     pbegin
-                    | f"{fmt.title()}Files" >> beam.Create(groups[fmt])
+                    | f"{fmt.title()}Files" >> beam.Create(groups[fmt], reshuffle=False)  # reshuffled below
                     | f"Match{fmt.title()}" >> fileio.MatchAll()
                     | f"Open{fmt.title()}" >> fileio.ReadMatches()
                     # One file per element; break fusion so files spread over workers.
@@ -128,7 +132,7 @@ class ReadPages(beam.PTransform):
         if groups.get(None):
             dead.append(
                 pbegin
-                | "UnsupportedFiles" >> beam.Create(groups[None])
+                | "UnsupportedFiles" >> beam.Create(groups[None], reshuffle=False)  # one dead letter each: no need
                 | "DeadLetterUnsupported" >> beam.ParDo(UnsupportedFileFn())
             )
         all_pages = tuple(pages) | "AllPages" >> beam.Flatten() if len(pages) != 1 else pages[0]
