@@ -103,8 +103,12 @@ def _run_worker(conn: socket.socket, env: Dict[str, str]) -> None:
             os._exit(code)
 
 
-def _serve(listener: socket.socket) -> None:
-    """The fork server's loop: one forked worker per connection, until SIGTERM; then waits for the workers."""
+def _serve(listener: socket.socket, launcher: int) -> None:
+    """The fork server's loop: one forked worker per connection, until SIGTERM or the launcher's end.
+
+    ``launcher`` is the launcher's pid: a launcher killed without closing the
+    server (SIGKILL) must not leave it behind holding a copy of its memory.
+    """
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     listener.settimeout(0.2)
@@ -119,7 +123,7 @@ def _serve(listener: socket.socket) -> None:
             if done:
                 children.discard(pid)
 
-    while not stopping:
+    while not stopping and os.getppid() == launcher:
         reap(block=False)
         try:
             conn, _ = listener.accept()
@@ -155,11 +159,14 @@ class WorkerForkServer:
         listener.listen(16)
         sys.stdout.flush()
         sys.stderr.flush()
+        launcher = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
-                _serve(listener)
+                _serve(listener, launcher)
+                if os.getppid() != launcher:  # nobody left to call close()
+                    shutil.rmtree(self.directory, ignore_errors=True)
             except BaseException:  # pylint: disable=broad-except
                 traceback.print_exc()
                 code = 1

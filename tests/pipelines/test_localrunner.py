@@ -96,3 +96,29 @@ def test_client_reports_the_workers_exit_code(tmp_path):
     conn.sendall(bytes([3]))
     conn.close()
     assert client.wait(timeout=30) == 3
+
+
+def test_fork_server_ends_with_a_killed_launcher():
+    # A launcher killed without closing its fork server (SIGKILL) leaves no process behind.
+    import time
+
+    code = ("import os; from regenwatch.pipelines import localrunner; "
+            "s = localrunner.WorkerForkServer(); print(s.pid, s.directory, flush=True); os._exit(0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    server, directory = int(proc.stdout.split()[0]), proc.stdout.split()[1]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{server}/stat") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            break
+        if state == "Z":
+            break  # exited; waiting for whoever adopted it to reap it
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"fork server {server} still running after its launcher ended")
+    deadline = time.monotonic() + 5
+    while os.path.exists(directory) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(directory), "the fork server's socket directory was left behind"
