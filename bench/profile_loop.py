@@ -191,7 +191,7 @@ def main(argv=None) -> int:
 
 
 PIPELINE_FUNCTIONS = [
-    ("models/artifact.py", "load_model", "load_model (launcher's verification + the worker's setup)"),
+    ("models/artifact.py", "load_model", "load_model (the launcher's verification; the in-process worker reuses it)"),
     ("pipelines/dofns.py", "process", "DoFn.process (outermost; Normalize/Score/...)"),
     ("models/text.py", "normalize_page", "normalize_page"),
     ("models/classifier.py", "score_pages", "score_pages"),

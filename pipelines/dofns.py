@@ -7,11 +7,13 @@ newly promoted one.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import threading
 import time
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError
@@ -19,7 +21,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
-from regenwatch.models.artifact import LoadedModel, ModelLoadError, load_model, read_manifest, resolve_model_uri
+from regenwatch.models.artifact import (
+    HMAC_KEY_ENV,
+    LoadedModel,
+    ModelLoadError,
+    load_model,
+    read_manifest,
+    resolve_model_uri,
+    verify_manifest_signature,
+)
 from regenwatch.models.text import PageError, normalize_page
 from regenwatch.pipelines.pages import (
     InputError,
@@ -222,6 +232,55 @@ class NormalizeFn(beam.DoFn):
         yield page, normalized
 
 
+# Models the launcher of a run in this process has verified and loaded, by
+# (artifact URI, SHA-256). With the in-memory runner the SDK harness runs in
+# the launcher's process, and unpickling the model a second time there cost
+# as much as the launcher's own load (pure-Python joblib unpickler; ~0.3-1.3
+# CPU-s per load, 2 of the pipeline's fixed costs). Worker processes of other
+# runners never see an entry and load as before.
+_VERIFIED: Dict[Tuple[str, str], LoadedModel] = {}
+_VERIFIED_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def verified_model(model_uri: Optional[str], loaded: LoadedModel) -> Iterator[None]:
+    """While the block runs, ScoreBatchFn in this process reuses ``loaded`` (see ``_VERIFIED``)."""
+    key = (resolve_model_uri(model_uri), loaded.manifest["sha256"])
+    with _VERIFIED_LOCK:
+        _VERIFIED[key] = loaded
+    try:
+        yield
+    finally:
+        with _VERIFIED_LOCK:
+            if _VERIFIED.get(key) is loaded:
+                del _VERIFIED[key]
+
+
+def _reuse_verified(model_uri: str, expected_sha256: Optional[str]) -> Optional[LoadedModel]:
+    """The launcher's model when it verified exactly ``expected_sha256`` at this URI, else None.
+
+    The manifest at the URI is still read (and its HMAC checked when the key
+    is set), so a model swapped since submission is refused as load_model
+    would refuse it; only the unpickling is saved.
+    """
+    if expected_sha256 is None:
+        return None
+    artifact_uri = resolve_model_uri(model_uri)
+    with _VERIFIED_LOCK:
+        loaded = _VERIFIED.get((artifact_uri, expected_sha256))
+    if loaded is None:
+        return None
+    manifest = read_manifest(artifact_uri)
+    key = os.environ.get(HMAC_KEY_ENV)
+    if key:
+        verify_manifest_signature(manifest, artifact_uri, key)
+    if manifest["sha256"] != expected_sha256:
+        raise ModelLoadError(
+            f"model at {artifact_uri} changed since the run was submitted: manifest SHA-256 "
+            f"{manifest['sha256']}, verified at submission {expected_sha256}")
+    return loaded
+
+
 class _ModelHolder:
     """The model a worker process decides with, shared by its ScoreBatchFn instances.
 
@@ -280,8 +339,13 @@ class ScoreBatchFn(beam.DoFn):
         self.refused_counter = Metrics.counter(NAMESPACE, "model_swaps_refused")
 
     def _first_load(self) -> _ModelHolder:
-        loaded = load_model(self.model_uri, expected_sha256=self.expected_sha256)
-        logging.info("regenwatch model %s loaded from %s", loaded.version, self.model_uri)
+        loaded = _reuse_verified(self.model_uri, self.expected_sha256)
+        if loaded is not None:
+            logging.info("regenwatch model %s from %s: the one the launcher verified", loaded.version,
+                         self.model_uri)
+        else:
+            loaded = load_model(self.model_uri, expected_sha256=self.expected_sha256)
+            logging.info("regenwatch model %s loaded from %s", loaded.version, self.model_uri)
         return _ModelHolder(loaded, self._next_check_after(self.clock()))
 
     def _next_check_after(self, now: float) -> float:

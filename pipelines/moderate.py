@@ -19,7 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineResult
 
 from regenwatch.models.artifact import load_model
-from regenwatch.pipelines.dofns import NAMESPACE
+from regenwatch.pipelines.dofns import NAMESPACE, verified_model
 from regenwatch.pipelines.options import RegenwatchOptions, absolute_local_paths, validate_options
 from regenwatch.pipelines import publish
 from regenwatch.pipelines.transforms import (
@@ -37,8 +37,10 @@ ROW_STAGING = "_rows"
 # DirectRunner in Beam 2.77 first tries to download the Prism runner binary,
 # which fails on machines without internet access and then falls back after a
 # delay. The FnApiRunner-based BundleBasedDirectRunner path is what we want
-# locally, so 'DirectRunner' is mapped to it explicitly.
-LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+# locally, so 'DirectRunner' is mapped to it explicitly: to LocalRunner, the
+# FnApiRunner with multi_processing workers forked from the launcher instead
+# of started as fresh interpreters (pipelines/localrunner.py).
+LOCAL_RUNNER = "regenwatch.pipelines.localrunner.LocalRunner"
 
 
 def build_pipeline(p: beam.Pipeline, options: RegenwatchOptions, output_dir: Optional[str] = None,
@@ -191,8 +193,10 @@ def run(argv: Optional[List[str]] = None, save_main_session: bool = False) -> Pi
     p = beam.Pipeline(options=options)
     build_pipeline(p, opts, output_dir=layout.staging_dir, model_sha256=loaded.manifest["sha256"])
     try:
-        result = p.run()
-        state = result.wait_until_finish()
+        # An in-process worker (in-memory runner) decides with the model just verified.
+        with verified_model(opts.model, loaded):
+            result = p.run()
+            state = result.wait_until_finish()
         if str(state) not in ("DONE", "PipelineState.DONE"):
             raise RuntimeError(f"the pipeline ended in state {state}")
     except BaseException:

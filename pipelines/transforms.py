@@ -28,7 +28,7 @@ from regenwatch.pipelines.dofns import (
     ScoreBatchFn,
     UnsupportedFileFn,
 )
-from regenwatch.pipelines.pages import jsonl_ranges
+from regenwatch.pipelines.pages import COMPRESSED_SUFFIXES, jsonl_range_bytes, jsonl_ranges
 from regenwatch.pipelines.redelivery import ROW_BYTES as REDELIVERY_ROW_BYTES
 from regenwatch.pipelines.redelivery import (
     RedeliveryMapCombineFn,
@@ -92,13 +92,20 @@ class ReadPages(beam.PTransform):
         pages, dead = [], []
         if groups.get("jsonl"):
             sizes = {m.path: m.size_in_bytes for m in FileSystems.match([self.pattern])[0].metadata_list}
+            # Enough ranges for every worker to get a share (pages.JSONL_TARGET_RANGES).
+            range_bytes = jsonl_range_bytes(sum(
+                sizes.get(path) or 0 for path in groups["jsonl"] if not path.lower().endswith(COMPRESSED_SUFFIXES)))
             # Not ReadAllFromText: its buffer grows by re-concatenation, so a
             # 20 MB line took seconds and a one-line file was held whole.
             lines = (
                 pbegin
+                # reshuffle=False: Create's own Reshuffle (for more than one
+                # element) would be a second one before ReshuffleJsonl, one
+                # more stage and bundle for nothing.
                 | "JsonlRanges" >> beam.Create(
-                    [r for path in groups["jsonl"] for r in jsonl_ranges(path, sizes.get(path))])
-                # One 64 MiB range per element; break fusion so ranges spread over workers.
+                    [r for path in groups["jsonl"] for r in jsonl_ranges(path, sizes.get(path), range_bytes)],
+                    reshuffle=False)
+                # One range per element; break fusion so ranges spread over workers.
                 | "ReshuffleJsonl" >> beam.Reshuffle()
                 # Bytes, not str: invalid UTF-8 must reach the parser and
                 # become a dead letter instead of failing the read.
@@ -113,7 +120,7 @@ class ReadPages(beam.PTransform):
             if groups.get(fmt):
                 read = (
                     pbegin
-                    | f"{fmt.title()}Files" >> beam.Create(groups[fmt])
+                    | f"{fmt.title()}Files" >> beam.Create(groups[fmt], reshuffle=False)  # reshuffled below
                     | f"Match{fmt.title()}" >> fileio.MatchAll()
                     | f"Open{fmt.title()}" >> fileio.ReadMatches()
                     # One file per element; break fusion so files spread over workers.
@@ -125,7 +132,7 @@ class ReadPages(beam.PTransform):
         if groups.get(None):
             dead.append(
                 pbegin
-                | "UnsupportedFiles" >> beam.Create(groups[None])
+                | "UnsupportedFiles" >> beam.Create(groups[None], reshuffle=False)  # one dead letter each: no need
                 | "DeadLetterUnsupported" >> beam.ParDo(UnsupportedFileFn())
             )
         all_pages = tuple(pages) | "AllPages" >> beam.Flatten() if len(pages) != 1 else pages[0]

@@ -159,3 +159,13 @@ def test_tree_measurement_includes_grandchildren():
     assert usage.returncode == 0
     assert usage.peak_processes >= 2
     assert usage.peak_rss_mib > 150
+
+
+def test_stage_times_lists_every_stage_of_a_tiny_run(capsys):
+    from bench.stage_times import main
+
+    assert main(["--pages", "12", "--shards", "2"]) == 0
+    out = capsys.readouterr().out
+    stages = [line for line in out.splitlines() if line.startswith("| ") and "`" in line]
+    assert len(stages) > 10  # the heavy stage plus the shuffles, row files and writes around it
+    assert re.search(r"\d+ stages; heaviest [\d.]+ s, the \d+ others [\d.]+ s; outside stages", out)

@@ -105,3 +105,39 @@ def test_bad_inputs_become_dead_letters_and_run_succeeds(tmp_path, small_model_u
     assert big["raw_truncated"] and len(big["raw"].encode()) <= 1024 * 1024
     assert all(d["error"] for d in dead)
     assert result.summary.pages_read == 8 and result.summary.dead_total == 7
+
+
+def test_in_process_worker_reuses_the_model_the_launcher_verified(small_model_uri, tmp_path, monkeypatch):
+    # In-memory runner: the SDK harness runs in the launcher's process, so the
+    # model verified at submission is not unpickled a second time.
+    import regenwatch.pipelines.dofns as dofns
+    import regenwatch.pipelines.moderate as moderate
+
+    loads = []
+    real_load = moderate.load_model
+
+    def counting_load(*args, **kwargs):
+        loads.append(args)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(moderate, "load_model", counting_load)
+    monkeypatch.setattr(dofns, "load_model", counting_load)
+    result = run(["--input", SEED_INPUT, "--output", str(tmp_path), "--model", small_model_uri])
+    assert result.summary.decided == 5
+    assert len(loads) == 1
+    assert not dofns._VERIFIED, "the launcher's model is not kept after the run"
+
+
+def test_reused_model_is_refused_when_the_manifest_changed_since_submission(small_model_uri):
+    from regenwatch.models.artifact import ModelLoadError, load_model
+    from regenwatch.pipelines import dofns
+
+    loaded = load_model(small_model_uri)
+    with dofns.verified_model(small_model_uri, loaded):
+        assert dofns._reuse_verified(small_model_uri, loaded.manifest["sha256"]) is loaded
+        # Another digest than the manifest's (a model promoted since submission): refused.
+        with pytest.raises(ModelLoadError, match="changed since the run was submitted"):
+            dofns._VERIFIED[(dofns.resolve_model_uri(small_model_uri), "0" * 64)] = loaded
+            dofns._reuse_verified(small_model_uri, "0" * 64)
+    dofns._VERIFIED.clear()
+    assert dofns._reuse_verified(small_model_uri, loaded.manifest["sha256"]) is None

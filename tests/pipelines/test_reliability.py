@@ -258,6 +258,35 @@ def test_jsonl_ranges_read_every_line_exactly_once(monkeypatch):
                 assert not line.over_cap and line.data == _strip_end_of_line(full)
 
 
+def test_small_inputs_are_cut_into_enough_ranges_for_every_worker(tmp_path):
+    """One file under 64 MiB is no longer one range (one worker's work): the input is cut into
+    JSONL_TARGET_RANGES ranges, down to JSONL_MIN_RANGE_BYTES, and never over JSONL_RANGE_BYTES."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from regenwatch.pipelines import pages as pages_module
+    from regenwatch.pipelines.moderate import make_options
+    from regenwatch.pipelines.transforms import ReadPages
+
+    assert pages_module.jsonl_range_bytes(0) == pages_module.JSONL_MIN_RANGE_BYTES
+    assert pages_module.jsonl_range_bytes(10 << 30) == pages_module.JSONL_RANGE_BYTES
+    size = 4 << 20
+    ranges = pages_module.jsonl_ranges("f.jsonl", size, pages_module.jsonl_range_bytes(size))
+    assert len(ranges) == 16
+    # Compressed files are still read whole (never seeked into).
+    assert len(pages_module.jsonl_ranges("f.jsonl.gz", size, pages_module.jsonl_range_bytes(size))) == 1
+
+    # End to end: one 1-file input read as several ranges gives every line once.
+    rows = [json.dumps({"id": f"p{i}", "content": "word " * (50 + i % 400)}) for i in range(1500)]
+    path = tmp_path / "one.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    assert path.stat().st_size > 2 * pages_module.JSONL_MIN_RANGE_BYTES
+    with beam.Pipeline(options=make_options([])) as p:
+        read_pages, dead = p | ReadPages(str(path), 5 * 1024 * 1024)
+        assert_that(read_pages | beam.Map(lambda page: page.id), equal_to([f"p{i}" for i in range(1500)]))
+        assert_that(dead, _no_records, label="NoDeadLetters")
+
+
 def _strip_end_of_line(line):
     line = line[:-1] if line.endswith(b"\n") else line
     return line[:-1] if line.endswith(b"\r") else line
