@@ -453,12 +453,12 @@ VOICE_CUE_NAMES: Tuple[str, ...] = tuple(name for name, _ in _VOICE_CUES)
 # rates: one claim is enough to flag a page, however long (POLICY.md).
 _CLAIM_CUES: Tuple[Tuple[str, str], ...] = (
     ("disease_treatment", """cures|cure|cured|curing|heals|heal|healed|reverses|reversed|reverse the|treats|treat|
-        treated|effective treatment|effective treatment for|treatment for|repairs|repair|regenerates|regenerate|
+        treated|treatment for|repairs|repair|regenerates|regenerate|
         regrow|regrows|restores|restore|restored|halt|halts|stops the progression|eliminates|free of|
         no longer need|helps with|help with"""),
     ("safety_assurance", """no side effects|without side effects|no risk|no risks|risk free|completely safe|totally safe|
         100 safe|perfectly safe|absolutely safe|very safe|safe and effective|safe and natural|no rejection|
-        never rejected|not rejected|no complications|minimal risk|zero risk|well known to be safe|is safe|
+        never rejected|not rejected|no complications|minimal risk|zero risk|is safe|
         are safe|safe procedure|immune privileged|sin efectos secundarios|ohne nebenwirkungen|
         sans effets secondaires|senza effetti collaterali|sem efeitos colaterais|yan etkisi yok"""),
     ("efficacy_proof", """clinically proven|proven|proven to|scientifically proven|studies prove|studies show|
@@ -474,7 +474,7 @@ _CLAIM_CUES: Tuple[Tuple[str, str], ...] = (
         overwhelmingly"""),
     ("age_reversal", """reverse aging|reverse ageing|reverses aging|reverses ageing|turn back the clock|
         turns back the clock|anti aging|biological age|younger cells|cellular rejuvenation|rejuvenates|
-        rejuvenate|fountain of youth|age reversal|reversing aging|reversing the damage of aging"""),
+        rejuvenate|fountain of youth|age reversal|reversing aging"""),
     ("testimonial_as_evidence", """before and after|testimonial|testimonials|patient story|patient stories|
         success story|success stories|walked again|walk again|after treatment|after the treatment|
         my son|my daughter|my husband|my wife|i was able"""),
