@@ -534,7 +534,8 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         return out
 
     def _rationale(self, page: NormalizedPage, rows, P, flagged: bool) -> List[RationaleItem]:
-        """Top claim sentences, best first; one item per (sentence, confident category).
+        """Top claim sentences, best first, then the best sentence of each category
+        confident elsewhere on the page; one item per (sentence, confident category).
 
         A sentence may carry two categories (as evidence does), so it may
         appear twice. A category is named only for a sentence that is itself a
@@ -548,6 +549,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         picked = [j for j in order if P[j, 0] >= self.rationale_threshold][: self.max_rationale]
         if flagged and not picked:
             picked = list(order[: min(3, len(order))])
+        picked += self._missing_category_sentences(P, picked)
         items = []
         seen = set()
         for j in picked:
@@ -556,8 +558,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
                 continue
             seen.add(sent)
             cat_order = np.argsort(-P[j, 1:], kind="stable")
-            confident = [int(k) for k in cat_order[:2]
-                         if P[j, 0] >= self.rationale_threshold and P[j, k + 1] >= self.category_threshold]
+            confident = self._confident(P, j)
             for k in confident or [None]:
                 model = self.parts_["sentence_models"][0 if k is None else k + 1]
                 items.append(RationaleItem(
@@ -568,6 +569,36 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
                     terms=self._top_terms(model, _csr_row(Xs, first + j)),
                 ))
         return items
+
+    def _confident(self, P, j) -> List[int]:
+        """Categories (indices) named for sentence j: its top two, where claim and category are confident."""
+        if P[j, 0] < self.rationale_threshold:
+            return []
+        top = np.argsort(-P[j, 1:1 + len(CATEGORIES)], kind="stable")[:2]
+        return [int(k) for k in top if P[j, k + 1] >= self.category_threshold]
+
+    def _missing_category_sentences(self, P, picked) -> List[int]:
+        """For each category confident somewhere on the page but on none of the picked sentences, its best sentence.
+
+        The page's categories, and so its severity, are those of its
+        rationale: without this a page whose five strongest claims are about
+        safety and proof, and whose sixth treats Parkinson's, would be shown
+        as medium although POLICY.md makes it high. At most one sentence per
+        category is added, after the top sentences.
+        """
+        named = {k for j in picked for k in self._confident(P, j)}
+        added: List[int] = []
+        for k in range(len(CATEGORIES)):
+            if k in named:
+                continue
+            carriers = [j for j in range(len(P)) if k in self._confident(P, j)]
+            if not carriers:
+                continue
+            best = max(carriers, key=lambda j: (P[j, k + 1], -j))
+            if best not in picked and best not in added:
+                added.append(best)
+            named.update(self._confident(P, best))
+        return added
 
     # Placeholder tokens of features.py, shown to reviewers in words.
     _TERM_NAMES = {"zzproduct": "<product>", "zzcondition": "<condition>", "zznumber": "<number>",

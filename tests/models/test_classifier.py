@@ -171,3 +171,26 @@ def test_pickle_ignores_featurization_cache(sample):
     before = pickle.dumps(model)
     model.predict_proba([p["text"] for p in pages[:10]])
     assert pickle.dumps(model) == before
+
+
+def test_rationale_names_every_confident_category_so_severity_follows_the_page():
+    """A disease claim ranked below the top sentences still makes the page high (POLICY.md severity)."""
+    from scipy import sparse
+
+    model = ClaimModel(max_rationale=2)
+    model.parts_ = {"sentence_models": [0.5] * (1 + len(CATEGORIES))}  # constant models: no terms to show
+    k = {c: i + 1 for i, c in enumerate(CATEGORIES)}
+    P = np.zeros((5, 1 + len(CATEGORIES)))
+    P[0, [0, k["safety_assurance"]]] = [0.97, 0.9]
+    P[1, [0, k["efficacy_proof"]]] = [0.95, 0.8]
+    P[2, [0, k["efficacy_proof"]]] = [0.93, 0.9]   # a second proof sentence: not added, proof is named
+    P[3, [0, k["disease_treatment"]]] = [0.80, 0.7]  # fourth by claim score: outside the top 2
+    P[4, [0, k["age_reversal"]]] = [0.30, 0.9]     # not a claim: never named
+    page = normalize_page("S0 one. S1 two. S2 three. S3 four. S4 five.")
+    assert len(page.sentences) == 5
+    items = model._rationale(page, (sparse.csr_matrix((5, 1)), 0), P, flagged=True)
+    assert [i.sentence for i in items] == [page.sentences[0], page.sentences[1], page.sentences[3]]
+    cats = {i.category for i in items}
+    assert cats == {"safety_assurance", "efficacy_proof", "disease_treatment"}
+    assert severity_for(cats) == "high"
+    assert items[0].score >= items[1].score  # the top sentences stay first, best first
