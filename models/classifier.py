@@ -549,7 +549,8 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         picked = [j for j in order if P[j, 0] >= self.rationale_threshold][: self.max_rationale]
         if flagged and not picked:
             picked = list(order[: min(3, len(order))])
-        picked += self._missing_category_sentences(P, picked)
+        named = self._named_categories(P)
+        picked += self._missing_category_sentences(P, named, picked)
         items = []
         seen = set()
         for j in picked:
@@ -557,47 +558,47 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
             if sent in seen:
                 continue
             seen.add(sent)
-            cat_order = np.argsort(-P[j, 1:], kind="stable")
-            confident = self._confident(P, j)
+            confident = [int(k) for k in named[j] if k >= 0]
             for k in confident or [None]:
                 model = self.parts_["sentence_models"][0 if k is None else k + 1]
                 items.append(RationaleItem(
                     sentence=sent,
                     category=None if k is None else CATEGORIES[k],
                     score=float(P[j, 0]),
-                    category_score=float(P[j, int(cat_order[0]) + 1] if k is None else P[j, k + 1]),
+                    category_score=float(P[j, 1:].max() if k is None else P[j, k + 1]),
                     terms=self._top_terms(model, _csr_row(Xs, first + j)),
                 ))
         return items
 
-    def _confident(self, P, j) -> List[int]:
-        """Categories (indices) named for sentence j: its top two, where claim and category are confident."""
-        if P[j, 0] < self.rationale_threshold:
-            return []
-        top = np.argsort(-P[j, 1:1 + len(CATEGORIES)], kind="stable")[:2]
-        return [int(k) for k in top if P[j, k + 1] >= self.category_threshold]
+    def _named_categories(self, P) -> np.ndarray:
+        """(sentences, 2): the categories named for each sentence, its top two where claim and category
+        are confident, -1 elsewhere (one argsort for the page, not one per sentence)."""
+        top = np.argsort(-P[:, 1:1 + len(CATEGORIES)], axis=1, kind="stable")[:, :2]
+        ok = (P[:, :1] >= self.rationale_threshold) & (
+            np.take_along_axis(P[:, 1:], top, axis=1) >= self.category_threshold)
+        return np.where(ok, top, -1)
 
-    def _missing_category_sentences(self, P, picked) -> List[int]:
-        """For each category confident somewhere on the page but on none of the picked sentences, its best sentence.
+    def _missing_category_sentences(self, P, named, picked) -> List[int]:
+        """For each category named somewhere on the page but on none of the picked sentences, its best sentence.
 
         The page's categories, and so its severity, are those of its
         rationale: without this a page whose five strongest claims are about
         safety and proof, and whose sixth treats Parkinson's, would be shown
         as medium although POLICY.md makes it high. At most one sentence per
-        category is added, after the top sentences.
+        category is added, after the top sentences. named: _named_categories(P).
         """
-        named = {k for j in picked for k in self._confident(P, j)}
+        carries = np.zeros((len(P), len(CATEGORIES)), dtype=bool)
+        rows, slots = np.nonzero(named >= 0)
+        carries[rows, named[rows, slots]] = True
+        covered = carries[picked].any(axis=0) if len(picked) else np.zeros(len(CATEGORIES), dtype=bool)
         added: List[int] = []
-        for k in range(len(CATEGORIES)):
-            if k in named:
+        for k in np.flatnonzero(carries.any(axis=0) & ~covered):
+            if covered[k]:  # named by a sentence added for an earlier category
                 continue
-            carriers = [j for j in range(len(P)) if k in self._confident(P, j)]
-            if not carriers:
-                continue
-            best = max(carriers, key=lambda j: (P[j, k + 1], -j))
-            if best not in picked and best not in added:
-                added.append(best)
-            named.update(self._confident(P, best))
+            carriers = np.flatnonzero(carries[:, k])
+            best = int(carriers[np.argmax(P[carriers, k + 1])])  # ties: the earliest sentence
+            added.append(best)
+            covered |= carries[best]
         return added
 
     # Placeholder tokens of features.py, shown to reviewers in words.
