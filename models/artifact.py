@@ -189,6 +189,23 @@ def verify_manifest_signature(manifest: Dict[str, Any], artifact_uri: str, key: 
             "it was signed with another key or changed after signing")
 
 
+def checked_manifest(artifact_uri: str, expected_sha256: Optional[str] = None) -> Dict[str, Any]:
+    """The artifact's manifest, its HMAC verified when a key is set and its SHA-256 the pinned one if given.
+
+    The first checks of load_model, also made by a worker that reuses the
+    model its launcher already loaded (pipelines/dofns.py).
+    """
+    manifest = read_manifest(artifact_uri)
+    key = os.environ.get(HMAC_KEY_ENV)
+    if key:
+        verify_manifest_signature(manifest, artifact_uri, key)
+    if expected_sha256 is not None and manifest["sha256"] != expected_sha256:
+        raise ModelLoadError(
+            f"model at {artifact_uri} changed since the run was submitted: manifest SHA-256 "
+            f"{manifest['sha256']}, verified at submission {expected_sha256}")
+    return manifest
+
+
 def load_model(uri: Optional[str] = None, expected_sha256: Optional[str] = None) -> LoadedModel:
     """Verify and load an artifact; raises ModelLoadError with the reason.
 
@@ -199,14 +216,7 @@ def load_model(uri: Optional[str] = None, expected_sha256: Optional[str] = None)
     their environment) refuse a model swapped between submission and setup.
     """
     artifact_uri = resolve_model_uri(uri)
-    manifest = read_manifest(artifact_uri)
-    key = os.environ.get(HMAC_KEY_ENV)
-    if key:
-        verify_manifest_signature(manifest, artifact_uri, key)
-    if expected_sha256 is not None and manifest["sha256"] != expected_sha256:
-        raise ModelLoadError(
-            f"model at {artifact_uri} changed since the run was submitted: manifest SHA-256 "
-            f"{manifest['sha256']}, verified at submission {expected_sha256}")
+    manifest = checked_manifest(artifact_uri, expected_sha256)
     size = manifest.get("size_bytes")
     limit = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
     try:

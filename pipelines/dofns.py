@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import threading
 import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -22,13 +21,12 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
 from regenwatch.models.artifact import (
-    HMAC_KEY_ENV,
     LoadedModel,
     ModelLoadError,
+    checked_manifest,
     load_model,
     read_manifest,
     resolve_model_uri,
-    verify_manifest_signature,
 )
 from regenwatch.models.text import PageError, normalize_page
 from regenwatch.pipelines.pages import (
@@ -270,14 +268,7 @@ def _reuse_verified(model_uri: str, expected_sha256: Optional[str]) -> Optional[
         loaded = _VERIFIED.get((artifact_uri, expected_sha256))
     if loaded is None:
         return None
-    manifest = read_manifest(artifact_uri)
-    key = os.environ.get(HMAC_KEY_ENV)
-    if key:
-        verify_manifest_signature(manifest, artifact_uri, key)
-    if manifest["sha256"] != expected_sha256:
-        raise ModelLoadError(
-            f"model at {artifact_uri} changed since the run was submitted: manifest SHA-256 "
-            f"{manifest['sha256']}, verified at submission {expected_sha256}")
+    checked_manifest(artifact_uri, expected_sha256)
     return loaded
 
 
