@@ -469,6 +469,13 @@ _FEATURE_SPACE = re.compile(r"\s+")
 
 
 def sentence_key(sentence: str) -> str:
-    """Canonical form for matching sentences across renderings (evidence, tests)."""
+    """Canonical form for matching sentences across renderings (evidence, tests).
+
+    A leading list marker is dropped as the splitter drops it: evidence
+    copied with its bullet ("• Don't cause tumors") is the same sentence as
+    the page's "Don't cause tumors", which would otherwise stay a non-claim
+    row of a flagged page beside a claim row of the same words.
+    """
     folded, _ = fold_text(sentence)
-    return _FEATURE_SPACE.sub(" ", folded.lower()).strip(" .!?\"'“”")
+    key = _FEATURE_SPACE.sub(" ", folded.lower()).strip(" .!?\"'“”")
+    return _BULLET.sub("", key).strip(" .!?\"'“”")

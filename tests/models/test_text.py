@@ -128,3 +128,12 @@ def test_normalize_page_errors():
 
 def test_sentence_key_matches_renderings():
     assert sentence_key("Exоsоmеs cure\u200b MS.") == sentence_key("exosomes cure MS")
+
+
+def test_sentence_key_drops_a_leading_list_marker_as_the_splitter_does():
+    page = normalize_page("Benefits:\n\n• Don't cause tumors\n- No rejection\n\nCall us.")
+    keys = {sentence_key(s) for s in page.sentences}
+    assert sentence_key("• Don't cause tumors") in keys
+    assert sentence_key("– No rejection.") in keys
+    # Inner dashes are words, not markers.
+    assert sentence_key("Anti-aging - for real") == "anti-aging - for real"
