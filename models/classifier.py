@@ -202,6 +202,7 @@ class _Analysis:
     """
 
     def __init__(self, pages, sentences: Iterable[str], mask: bool, sentence_chars: bool, page_chars: bool):
+        self.settings = (mask, sentence_chars, page_chars)
         words, chars = TermIndex(), TermIndex()
         distinct = list(dict.fromkeys([s for p in pages for s in p.sentences] + list(sentences)))
         self.row = {s: i for i, s in enumerate(distinct)}
@@ -216,6 +217,25 @@ class _Analysis:
         self.sentence_chars = widen(sc, nc) if sc is not None else None
         self.page_chars = widen(pc, nc) if pc is not None else None
         self.page_cues = page_cue_matrix(texts)
+
+    @classmethod
+    def for_model(cls, model: "ClaimModel", pages, sentences: Iterable[str]) -> "_Analysis":
+        return cls(pages, sentences, model.mask_entities, model.sentence_char_ngrams, model.context_char_ngrams)
+
+    def subset(self, positions) -> "_Analysis":
+        """The analysis of the pages at positions (in that order), sharing every sentence's counts.
+
+        Cross-validation analyzes the whole sample set once and fits each
+        fold on its subset: counts are per document, and everything fitted
+        from them (pruning, idf, models) still sees only the fold's rows.
+        """
+        positions = np.asarray(positions)
+        out = object.__new__(_Analysis)
+        out.__dict__.update(self.__dict__)
+        out.page_words = self.page_words[positions]
+        out.page_chars = self.page_chars[positions] if self.page_chars is not None else None
+        out.page_cues = self.page_cues[positions]
+        return out
 
 
 # --------------------------------------------------------------------------
@@ -318,7 +338,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
 
     # -- fitting -----------------------------------------------------------
 
-    def fit(self, X, y, evidence=None, kinds=None, extra_sentences=None):
+    def fit(self, X, y, evidence=None, kinds=None, extra_sentences=None, analysis=None):
         """Fit on pages.
 
         X: page contents (HTML or text) or NormalizedPage objects.
@@ -328,6 +348,11 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
             journalism, warning_letter, ...); trains the voice model. Pages
             with kind None do not train it.
         extra_sentences: standalone labeled sentences, (text, [categories]).
+        analysis: optional, the text analysis of exactly these pages (in this
+            order) and of at least their sentences and extra_sentences
+            (``_Analysis.for_model(...).subset(...)``), so that
+            cross-validation analyzes the sample set once rather than per
+            fold; the fitted model is the same.
         """
         pages = [self._as_page(x) for x in X]
         y = np.asarray(y, dtype=int)
@@ -340,8 +365,12 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         self.lexicon_sha256_ = lexicon_fingerprint()
         # Sentence rows and text analysis do not depend on the fold: done once.
         rows = [label_sentences(p, int(label), ev) for p, label, ev in zip(pages, y, evidence)]
-        analysis = _Analysis(pages, [s for r in rows for s, _ in r] + [s for s, _ in extra],
-                             self.mask_entities, self.sentence_char_ngrams, self.context_char_ngrams)
+        needed = [s for r in rows for s, _ in r] + [s for s, _ in extra]
+        if analysis is None:
+            analysis = _Analysis.for_model(self, pages, needed)
+        elif (analysis.settings != (self.mask_entities, self.sentence_char_ngrams, self.context_char_ngrams)
+              or analysis.page_words.shape[0] != len(pages) or not all(t in analysis.row for t in needed)):
+            raise ValueError("the analysis given to fit was made for other settings, pages or sentences")
 
         # Out-of-fold page features for the stacked page model.
         n_folds = max(2, min(self.n_inner_folds, int(np.bincount(y, minlength=2).min())))

@@ -194,3 +194,33 @@ def test_rationale_names_every_confident_category_so_severity_follows_the_page()
     assert cats == {"safety_assurance", "efficacy_proof", "disease_treatment"}
     assert severity_for(cats) == "high"
     assert items[0].score >= items[1].score  # the top sentences stay first, best first
+
+
+def test_a_shared_analysis_gives_the_same_model(sample):
+    """Cross-validation analyzes the sample set once and fits folds on subsets of it."""
+    from regenwatch.models.classifier import _Analysis
+
+    pages, sentences = sample
+    normalized = [normalize_page(p["text"]) for p in pages]
+    texts = [s for page, p in zip(normalized, pages)
+             for s, _ in label_sentences(page, p["label"], p.get("evidence"))] + [s for s, _ in sentences]
+    model = ClaimModel(n_inner_folds=2)
+    shared = _Analysis.for_model(model, normalized, texts)
+    idx = np.arange(0, len(pages), 2)
+
+    def fit(analysis):
+        return ClaimModel(n_inner_folds=2).fit(
+            [normalized[i] for i in idx], [pages[i]["label"] for i in idx],
+            evidence=[pages[i].get("evidence") for i in idx], kinds=[pages[i].get("kind") for i in idx],
+            extra_sentences=sentences, analysis=analysis)
+
+    held_out = [normalized[i] for i in range(1, len(pages), 2)]
+    plain = np.array([s.score for s in fit(None).score_pages(held_out)])
+    via_shared = np.array([s.score for s in fit(shared.subset(idx)).score_pages(held_out)])
+    # Equal up to float summation order in the n-gram counts.
+    np.testing.assert_allclose(via_shared, plain, atol=1e-9)
+    # An analysis of other pages, or made with other settings, is refused.
+    with pytest.raises(ValueError, match="other settings, pages or sentences"):
+        fit(shared)
+    with pytest.raises(ValueError, match="other settings, pages or sentences"):
+        fit(_Analysis(normalized, texts, False, True, True).subset(idx))

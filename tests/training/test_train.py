@@ -118,3 +118,30 @@ def test_promote_refuses_worse_and_replaces_better(small_sample, tmp_path, monke
     done, reason = train_mod.promote(str(blind), None, seeds, {"report": {"page": good.manifest["cv_metrics"]}})
     assert not done and "seed" in reason
     assert shipped.read_bytes() == before
+
+
+def test_repeated_cross_validation_pools_every_repeat(small_sample):
+    one = train_mod.train(small_sample, n_folds=3, n_jobs=1)
+    two = train_mod.train(small_sample, n_folds=3, n_jobs=2, cv_repeats=2)
+    n = len(small_sample.pages)
+    rep = two["report"]
+    assert rep["cv_repeats"] == 2 and "2 cross-validation repeats pooled" in rep["threshold_rule"]
+    # Every page is scored out of fold once per repeat, and the figures count both.
+    assert rep["page"]["pages"] == 2 * n and len(two["oof_scores"]) == 2 * n
+    # The first repeat is the one-repeat run (same fold seed), the second another split.
+    first, second = two["oof_scores"][:n], two["oof_scores"][n:]
+    assert first.tolist() == pytest.approx(one["oof_scores"].tolist(), abs=1e-9)
+    assert abs(first - second).max() > 1e-3
+    # The threshold is the pooled scores' choice, not either repeat's.
+    from regenwatch.training.metrics import choose_threshold, is_english
+    english = [is_english(p["text"]) for p in small_sample.pages] * 2
+    pooled = choose_threshold(two["y"][english], two["oof_scores"][english], train_mod.TARGET_PRECISION)
+    assert rep["threshold"] == pooled
+    # The final model does not depend on the repeats.
+    assert two["model"].page_model_.coef_.ravel().tolist() == pytest.approx(one["model"].page_model_.coef_.ravel().tolist())
+
+
+def test_train_command_cv_repeats_flag():
+    args = train_mod.build_parser().parse_args(["--cv-repeats", "3"])
+    assert args.cv_repeats == 3
+    assert train_mod.build_parser().parse_args([]).cv_repeats == train_mod.DEFAULT_CV_REPEATS
