@@ -36,7 +36,7 @@ setup(
     package_data={
         "regenwatch.models": ["default/*.joblib", "default/*.json"],
         "regenwatch.schemas": ["*.avsc"],
-        "regenwatch.training": ["data/*.jsonl", "data/*.md", "data/authored/*.jsonl"],
+        "regenwatch.training": ["data/*.jsonl", "data/*.md", "data/authored/*.jsonl", "heldout/*.jsonl"],
     },
     install_requires=[
         "apache-beam==2.77.0",

@@ -75,3 +75,8 @@ def test_shipped_sample_set_has_no_problems(capsys):
     authored = sorted(glob.glob(os.path.join(DATA_DIR, "authored", "*pages*.jsonl")))
     assert authored and set(authored) <= set(default_files())
     assert file_problems(authored, strict=True) == []
+    # The held-out pages are checked the same way and are never training data.
+    heldout = sorted(glob.glob(os.path.join(os.path.dirname(DATA_DIR), "heldout", "*.jsonl")))
+    assert len(heldout) == 3 and not set(heldout) & set(default_files())
+    assert file_problems(heldout, strict=True) == []
+    assert file_problems(default_files() + heldout) == []  # ids unique across both
