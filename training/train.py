@@ -188,8 +188,22 @@ def train(sample: SampleSet, n_folds: int = 5, random_state: int = 0, params: Op
         "seeds_out_of_fold": seed_decisions(sample.pages, outs[0], threshold),
         "errors": error_list(sample.pages, outs[0], threshold),
     }
+    if cv_repeats > 1:
+        for key in ("page", "page_english", "page_other_languages"):
+            if report[key]:
+                report[key] = _per_repeat(report[key], cv_repeats)
     report["seconds"] = round(time.perf_counter() - started, 2)
     return {"model": model, "threshold": threshold, "report": report, "oof_scores": oof_scores, "y": y}
+
+
+def _per_repeat(metrics: Dict, repeats: int) -> Dict:
+    """Pooled page metrics with the counts given per repeat: pages and positives as in the
+    sample set, tp/fp/fn as means over the repeats (the rates are the pooled ones)."""
+    out = dict(metrics, repeats=repeats)
+    out["pages"], out["positives"] = metrics["pages"] // repeats, metrics["positives"] // repeats
+    for key in ("tp", "fp", "fn"):
+        out[key] = round(metrics[key] / repeats, 1)
+    return out
 
 
 def write_model(result: Dict, sample: SampleSet, out_path: str, version: Optional[str] = None) -> Dict:

@@ -127,7 +127,10 @@ def test_repeated_cross_validation_pools_every_repeat(small_sample):
     rep = two["report"]
     assert rep["cv_repeats"] == 2 and "2 cross-validation repeats pooled" in rep["threshold_rule"]
     # Every page is scored out of fold once per repeat, and the figures count both.
-    assert rep["page"]["pages"] == 2 * n and len(two["oof_scores"]) == 2 * n
+    assert len(two["oof_scores"]) == 2 * n
+    assert rep["page"]["pages"] == n and rep["page"]["repeats"] == 2
+    pos = sum(p["label"] for p in small_sample.pages)
+    assert rep["page"]["tp"] + rep["page"]["fn"] == pytest.approx(pos)
     # The first repeat is the one-repeat run (same fold seed), the second another split.
     first, second = two["oof_scores"][:n], two["oof_scores"][n:]
     assert first.tolist() == pytest.approx(one["oof_scores"].tolist(), abs=1e-9)
