@@ -101,6 +101,18 @@ def _evidence_index(evidence: Sequence[dict]) -> Dict[str, set]:
     return index
 
 
+# Evidence and sentence keys shorter than this are matched exactly only: a
+# short key ("cures ms") is inside too many unrelated sentences.
+MIN_CONTAINMENT_CHARS = 25
+
+
+def quoted_within(evidence_key: str, sentence_key_: str) -> bool:
+    """Whether an evidence quote and a page sentence (both sentence_key forms) are the same claim cut
+    differently: one contains the other and both are long enough to say so."""
+    return (len(evidence_key) >= MIN_CONTAINMENT_CHARS and len(sentence_key_) >= MIN_CONTAINMENT_CHARS
+            and (evidence_key in sentence_key_ or sentence_key_ in evidence_key))
+
+
 def label_sentences(
     page: NormalizedPage, label: int, evidence: Optional[Sequence[dict]]
 ) -> List[Tuple[str, List[str]]]:
@@ -123,9 +135,9 @@ def label_sentences(
         if key in index:
             cats |= index[key]
             used.add(key)
-        elif len(key) >= 25:
+        elif len(key) >= MIN_CONTAINMENT_CHARS:
             for ev_key, ev_cats in index.items():
-                if len(ev_key) >= 25 and (ev_key in key or key in ev_key):
+                if quoted_within(ev_key, key):
                     cats |= ev_cats
                     used.add(ev_key)
         rows.append((sent, sorted(cats)))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from regenwatch.models.classifier import CATEGORIES, severity_for
+from regenwatch.models.classifier import CATEGORIES, quoted_within, severity_for
 from regenwatch.models.text import normalize_page, sentence_key
 from regenwatch.training.data_io import default_files, read_jsonl
 
@@ -33,8 +33,8 @@ def page_problems(row: dict, strict: bool = False) -> List[str]:
     """What is wrong with one labeled page row (empty if nothing).
 
     An evidence sentence must be one sentence of the normalized page, or,
-    unless strict, match one the way label_sentences matches it (one
-    contains the other, both at least 25 characters: collected pages'
+    unless strict, match one the way label_sentences matches it
+    (classifier.quoted_within: one contains the other, both long: collected pages'
     annotators sometimes quoted two sentences, or one without its
     "Advantages:" lead-in). Files written for the set are checked strictly.
     """
@@ -78,9 +78,7 @@ def page_problems(row: dict, strict: bool = False) -> List[str]:
 def _matched(key: str, sentences, strict: bool) -> bool:
     if key in sentences:
         return True
-    if strict or len(key) < 25:
-        return False
-    return any(len(s) >= 25 and (key in s or s in key) for s in sentences)
+    return not strict and any(quoted_within(key, s) for s in sentences)
 
 
 def _category_order(name: Optional[str]) -> int:
