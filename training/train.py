@@ -82,11 +82,13 @@ def _fold(pages, rows, y, sentences, train_idx, test_idx, random_state, params, 
 
 
 def _cross_validate(sample: SampleSet, pages, n_folds: int, random_state: int, params: dict, n_jobs: int,
-                    fit_final: bool, repeats: int = 1):
+                    repeats: int = 1):
     """Out-of-fold PageScores per repeat, sentence counts (summed over repeats), and the final model.
 
     Repeat r splits the pages with seed random_state + r and fits its fold
-    models with that seed; every fit of every repeat runs in one pool.
+    models with that seed; every fit of every repeat runs in one pool. The
+    standalone labeled sentences stay in every fold's training set: they
+    belong to no page, so they cannot leak a held-out page's label.
     """
     y = np.array([p["label"] for p in sample.pages])
     analysis = shared_analysis(pages, sample.pages, sample.sentences, params)
@@ -96,15 +98,14 @@ def _cross_validate(sample: SampleSet, pages, n_folds: int, random_state: int, p
         tasks += [delayed(_fold)(pages, sample.pages, y, sample.sentences, train_idx, test_idx, random_state + r,
                                  params, analysis, r)
                   for train_idx, test_idx in folds.split(np.zeros(len(y)), y)]
-    if fit_final:
-        # The final fit does not depend on the cross-validated figures (only
-        # the decision threshold does, and it is not used in fitting), so it
-        # runs beside the folds: 6 equal tasks on 2 processes instead of 5
-        # tasks (the last one alone) and then the final fit alone.
-        tasks.insert(0, delayed(_fit_model)(pages, sample.pages, y, sample.sentences, np.arange(len(y)),
-                                            random_state, params, analysis))
+    # The final fit does not depend on the cross-validated figures (only the
+    # decision threshold does, and it is not used in fitting), so it runs
+    # beside the folds: with one repeat, 6 equal tasks on 2 processes instead
+    # of 5 tasks (the last one alone) and then the final fit alone.
+    tasks.insert(0, delayed(_fit_model)(pages, sample.pages, y, sample.sentences, np.arange(len(y)),
+                                        random_state, params, analysis))
     results = Parallel(n_jobs=n_jobs)(tasks)
-    final = results.pop(0) if fit_final else None
+    final = results.pop(0)
     outs = [[None] * len(y) for _ in range(repeats)]
     counts: Dict[str, List[int]] = {}
     for test_idx, scores, fold_counts, r in results:
@@ -112,22 +113,6 @@ def _cross_validate(sample: SampleSet, pages, n_folds: int, random_state: int, p
         for i, score in zip(test_idx, scores):
             outs[r][i] = score
     return outs, counts, final
-
-
-def cross_validated(sample: SampleSet, pages, n_folds: int, random_state: int, params: dict,
-                    n_jobs: int = 2):
-    """Out-of-fold PageScores for every page, and sentence counts (folds run in parallel).
-
-    The standalone labeled sentences stay in every fold's training set: they
-    belong to no page, so they cannot leak a held-out page's label.
-    """
-    outs, counts, _ = _cross_validate(sample, pages, n_folds, random_state, params, n_jobs, fit_final=False)
-    return outs[0], counts
-
-
-def cross_validated_scores(sample: SampleSet, pages, n_folds: int, random_state: int, params: dict,
-                           n_jobs: int = 2) -> np.ndarray:
-    return np.array([s.score for s in cross_validated(sample, pages, n_folds, random_state, params, n_jobs)[0]])
 
 
 def seed_decisions(rows: Sequence[dict], scores, threshold: float) -> Dict[str, Dict]:
@@ -157,8 +142,7 @@ def train(sample: SampleSet, n_folds: int = 5, random_state: int = 0, params: Op
     started = time.perf_counter()
     pages = [normalize_page(p["text"]) for p in sample.pages]
     y1 = np.array([p["label"] for p in sample.pages])
-    outs, counts, model = _cross_validate(sample, pages, n_folds, random_state, params, n_jobs, fit_final=True,
-                                          repeats=cv_repeats)
+    outs, counts, model = _cross_validate(sample, pages, n_folds, random_state, params, n_jobs, repeats=cv_repeats)
     oof = [score for out in outs for score in out]
     rows = list(sample.pages) * cv_repeats
     y = np.tile(y1, cv_repeats)
