@@ -36,7 +36,9 @@ setup(
     package_data={
         "regenwatch.models": ["default/*.joblib", "default/*.json"],
         "regenwatch.schemas": ["*.avsc"],
-        "regenwatch.training": ["data/*.jsonl", "data/*.md", "data/authored/*.jsonl", "heldout/*.jsonl"],
+        "regenwatch.training": ["data/*.jsonl", "data/*.md", "data/real/*.jsonl", "data/authored/*.jsonl",
+                                "heldout/*.jsonl", "heldout/real/*.jsonl", "heldout/dev/*.jsonl", "POLICY.md",
+                                "annotation/*.jsonl"],
     },
     install_requires=[
         "apache-beam==2.77.0",

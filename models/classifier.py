@@ -20,8 +20,13 @@ How a page is decided:
 4. A logistic regression over those features, trained on out-of-fold
    sentence and context scores (stacking), gives a calibrated page score.
 
-The rationale of a page is its top claim sentences, each with its category,
-its score and the terms that weighed most for it.
+The rationale of a page is the sentences the model believes are its claims,
+best first, one item per sentence with all its categories, its score and
+the terms that weighed most for it. Which sentences: a small boosted-tree
+rationale model, trained on flagged pages' sentences (gold claim or not) from
+their out-of-fold sentence scores, the page's context and voice, and the
+sentence's shape and standing on the page; on real pages out of fold it
+raised the share of rationale sentences that are gold claims (docs/MODEL.md).
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
@@ -74,11 +80,25 @@ def severity_for(categories: Iterable[str]) -> str:
 
 @dataclass
 class RationaleItem:
+    """One sentence of a page's rationale, with every category confidently named for it.
+
+    ``categories`` is most confident first; ``category`` and
+    ``category_score`` are the first of them (kept for readers of flagged
+    schema v1, which had one item per sentence and category).
+    """
     sentence: str
-    category: Optional[str]
+    categories: List[str]
     score: float
-    category_score: float
+    category_scores: List[float]
     terms: List[str]
+
+    @property
+    def category(self) -> Optional[str]:
+        return self.categories[0] if self.categories else None
+
+    @property
+    def category_score(self) -> float:
+        return self.category_scores[0] if self.category_scores else 0.0
 
 
 @dataclass
@@ -270,7 +290,8 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
     max_features:
         Vocabulary cap of each TF-IDF vectorizer.
     rationale_threshold:
-        Sentence claim probability from which a sentence enters the rationale.
+        Probability (of the rationale model, else the claim model) from which
+        a sentence enters the rationale.
     category_threshold:
         Category probability from which a category is assigned to a sentence.
     max_rationale:
@@ -299,6 +320,9 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         policy's example phrases per category, counted) then raised held-out
         dev recall at the cross-validated threshold from 0.70-0.74 to
         0.78-0.85 over three fold seeds, with the PR-AUCs the same or higher.
+    rationale_model:
+        Fit the rationale model (see the module docstring); without it the
+        rationale follows the claim model's probability alone.
     tol:
         Stopping tolerance of the liblinear fits (sentence, context, voice).
         1e-3 instead of scikit-learn's 1e-4: probabilities moved by < 1e-4 and
@@ -328,6 +352,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         sentence_char_ngrams: bool = True,
         tol: float = 1e-3,
         page_cues: bool = True,
+        rationale_model: bool = True,
         random_state: int = 0,
     ):
         self.sentence_C = sentence_C
@@ -346,6 +371,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         self.sentence_char_ngrams = sentence_char_ngrams
         self.tol = tol
         self.page_cues = page_cues
+        self.rationale_model = rationale_model
         self.random_state = random_state
 
     # -- fitting -----------------------------------------------------------
@@ -388,9 +414,28 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         n_folds = max(2, min(self.n_inner_folds, int(np.bincount(y, minlength=2).min())))
         folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=self.random_state)
         oof = np.zeros((len(pages), self._n_page_features()), dtype=np.float64)
+        rerank_X: List[np.ndarray] = []
+        rerank_y: List[np.ndarray] = []
         for train_idx, test_idx in folds.split(np.zeros(len(y)), y):
             parts, keep = self._fit_parts(analysis, train_idx, y, rows, kinds, extra)
-            oof[test_idx] = self._analyzed_page_features(parts, keep, analysis, pages, test_idx)
+            feats, probs, offsets = self._analyzed_page_features(parts, keep, analysis, pages, test_idx)
+            oof[test_idx] = feats
+            # The rationale model learns, on flagged pages with evidence, which
+            # of their sentences are the claims, from out-of-fold sentence
+            # scores (what it will be given when serving).
+            for j, i in enumerate(test_idx):
+                if y[i] != 1 or not evidence[i]:
+                    continue
+                n = len(pages[i].sentences)
+                rerank_X.append(self._rerank_features(probs[offsets[j]:offsets[j + 1]], feats[j], pages[i].sentences))
+                rerank_y.append(np.array([1 if c else 0 for _, c in rows[i][:n]]))
+        self.rationale_model_ = None
+        if self._uses_rationale_model() and rerank_y:
+            Xr, yr = np.vstack(rerank_X), np.concatenate(rerank_y)
+            if yr.min() != yr.max():
+                self.rationale_model_ = HistGradientBoostingClassifier(
+                    max_depth=3, learning_rate=0.05, max_iter=200, l2_regularization=1.0, min_samples_leaf=20,
+                    random_state=self.random_state).fit(Xr, yr)
 
         self.parts_, _ = self._fit_parts(analysis, np.arange(len(pages)), y, rows, kinds, extra)
         self.page_model_ = LogisticRegression(C=self.page_C, class_weight="balanced", max_iter=2000)
@@ -499,13 +544,59 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         Xs = self._analyzed_sentences(parts["vec"], keep, analysis, srows)
         probs = np.column_stack([self._predict_column(m, Xs) for m in parts["sentence_models"]])
         Xp = self._analyzed_pages(parts["ctx_vec"], keep, analysis, page_idx)
-        return self._page_matrix(parts, probs, offsets, Xp, analysis.page_cues[page_idx])
+        feats = self._page_matrix(parts, probs, offsets, Xp, analysis.page_cues[page_idx])
+        return feats, probs, offsets
 
     # -- scoring -----------------------------------------------------------
 
     def _uses_cues(self) -> bool:
         # Artifacts pickled before the parameter existed have no attribute.
         return bool(getattr(self, "page_cues", False))
+
+    def _uses_rationale_model(self) -> bool:
+        return bool(getattr(self, "rationale_model", False))
+
+    _QUESTION_END = ("?", "？", "؟")
+    _TERMINAL_END = (".", "!", "。", "！", "?", "？", "؟", "…")
+
+    def _rerank_features(self, P: np.ndarray, page_feats: np.ndarray, sentences: Sequence[str]) -> np.ndarray:
+        """Per sentence of one page: what the rationale model sees.
+
+        The sentence models' claim and category probabilities, the sentence's
+        standing on its page (rank, gap to the page's strongest), the page's
+        context and voice scores (a claim counts where the page sells), and
+        its shape: length, question, ending like a sentence or like a heading,
+        position on the page, figures.
+        """
+        n = len(sentences)
+        out = np.zeros((n, 1 + len(CATEGORIES) + 10))
+        if not n:
+            return out
+        claim = P[:, 0]
+        out[:, 0] = claim
+        out[:, 1:1 + len(CATEGORIES)] = P[:, 1:]
+        c = 1 + len(CATEGORIES)
+        order = np.argsort(-claim, kind="stable")
+        rank = np.empty(n)
+        rank[order] = np.arange(n)
+        out[:, c] = rank / max(n - 1, 1)
+        out[:, c + 1] = claim.max() - claim
+        out[:, c + 2] = page_feats[4]  # context model
+        out[:, c + 3] = page_feats[5]  # voice model
+        out[:, c + 4] = np.arange(n) / max(n - 1, 1)
+        out[:, c + 5] = [np.log1p(len(t.split()) + len(t) / 40.0) for t in sentences]
+        out[:, c + 6] = [t.rstrip().endswith(self._QUESTION_END) for t in sentences]
+        out[:, c + 7] = [t.rstrip().endswith(self._TERMINAL_END) for t in sentences]
+        out[:, c + 8] = [any(ch.isdigit() for ch in t) for t in sentences]
+        out[:, c + 9] = ["%" in t for t in sentences]
+        return out
+
+    def _claim_strength(self, P: np.ndarray, page_feats: np.ndarray, sentences: Sequence[str]) -> np.ndarray:
+        """Per sentence: how likely it is one of the page's claims (the rationale model, else the claim model)."""
+        model = getattr(self, "rationale_model_", None)
+        if model is None or not len(sentences):
+            return P[:, 0]
+        return model.predict_proba(self._rerank_features(P, page_feats, sentences))[:, 1]
 
     def _n_page_features(self) -> int:
         return 8 + len(CATEGORIES) + (len(PAGE_CUE_NAMES) if self._uses_cues() else 0)
@@ -568,29 +659,34 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         out = []
         for i, page in enumerate(pages):
             lo, hi = offsets[i], offsets[i + 1]
-            rationale = self._rationale(page, (Xs, lo), probs[lo:hi], flagged=scores[i] >= threshold)
-            categories = sorted({r.category for r in rationale if r.category},
-                                key=CATEGORIES.index)
+            strength = self._claim_strength(probs[lo:hi], feats[i], page.sentences)
+            rationale = self._rationale(page, (Xs, lo), probs[lo:hi], flagged=scores[i] >= threshold,
+                                        strength=strength)
+            categories = sorted({c for r in rationale for c in r.categories}, key=CATEGORIES.index)
             out.append(PageScore(score=float(scores[i]), categories=categories, rationale=rationale))
         return out
 
-    def _rationale(self, page: NormalizedPage, rows, P, flagged: bool) -> List[RationaleItem]:
-        """Top claim sentences, best first, then the best sentence of each category
-        confident elsewhere on the page; one item per (sentence, confident category).
+    def _rationale(self, page: NormalizedPage, rows, P, flagged: bool,
+                   strength: Optional[np.ndarray] = None) -> List[RationaleItem]:
+        """The page's claim sentences, best first, one item per sentence with all its categories.
 
-        A sentence may carry two categories (as evidence does), so it may
-        appear twice. A category is named only for a sentence that is itself a
-        claim and whose category probability is confident; a flagged page
-        with no such sentence still shows the sentences that weighed most,
-        with no category (severity "low"). rows: (the batch's CSR sentence
-        matrix, the row of this page's first sentence).
+        Only sentences the model believes are claims (claim probability at
+        least rationale_threshold) enter: at most max_rationale of the
+        strongest, then the best sentence of each category confident elsewhere
+        on the page (so the page's categories and severity follow the whole
+        page). A flagged page with no such sentence shows its single strongest
+        sentence, with no category (severity "low"), so the reviewer still
+        sees what weighed most. A sentence repeated on the page is listed
+        once. rows: (the batch's CSR sentence matrix, the row of this page's
+        first sentence).
         """
         Xs, first = rows
-        order = np.argsort(-P[:, 0], kind="stable")
-        picked = [j for j in order if P[j, 0] >= self.rationale_threshold][: self.max_rationale]
+        strength = P[:, 0] if strength is None else strength
+        order = np.argsort(-strength, kind="stable")
+        picked = [j for j in order if strength[j] >= self.rationale_threshold][: self.max_rationale]
         if flagged and not picked:
-            picked = list(order[: min(3, len(order))])
-        named = self._named_categories(P)
+            picked = list(order[:1])
+        named = self._named_categories(P, strength)
         picked += self._missing_category_sentences(P, named, picked)
         items = []
         seen = set()
@@ -600,22 +696,23 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
                 continue
             seen.add(sent)
             confident = [int(k) for k in named[j] if k >= 0]
-            for k in confident or [None]:
-                model = self.parts_["sentence_models"][0 if k is None else k + 1]
-                items.append(RationaleItem(
-                    sentence=sent,
-                    category=None if k is None else CATEGORIES[k],
-                    score=float(P[j, 0]),
-                    category_score=float(P[j, 1:].max() if k is None else P[j, k + 1]),
-                    terms=self._top_terms(model, _csr_row(Xs, first + j)),
-                ))
+            # The terms shown are those of the claim model: they say why the
+            # sentence reads as a claim, whatever its categories.
+            items.append(RationaleItem(
+                sentence=sent,
+                categories=[CATEGORIES[k] for k in confident],
+                score=float(strength[j]),
+                category_scores=[float(P[j, k + 1]) for k in confident],
+                terms=self._top_terms(self.parts_["sentence_models"][0], _csr_row(Xs, first + j)),
+            ))
         return items
 
-    def _named_categories(self, P) -> np.ndarray:
+    def _named_categories(self, P, strength: Optional[np.ndarray] = None) -> np.ndarray:
         """(sentences, 2): the categories named for each sentence, its top two where claim and category
         are confident, -1 elsewhere (one argsort for the page, not one per sentence)."""
         top = np.argsort(-P[:, 1:1 + len(CATEGORIES)], axis=1, kind="stable")[:, :2]
-        ok = (P[:, :1] >= self.rationale_threshold) & (
+        strength = P[:, 0] if strength is None else strength
+        ok = (strength[:, None] >= self.rationale_threshold) & (
             np.take_along_axis(P[:, 1:], top, axis=1) >= self.category_threshold)
         return np.where(ok, top, -1)
 

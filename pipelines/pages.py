@@ -321,6 +321,8 @@ def flagged_record(page: Page, normalized: NormalizedPage, score: PageScore, thr
         "rationale": [
             {
                 "sentence": item.sentence,
+                "categories": list(item.categories),
+                "category_scores": list(item.category_scores),
                 "category": item.category,
                 "score": item.score,
                 "category_score": item.category_score,

@@ -18,11 +18,32 @@ from typing import Iterable, List, Sequence, Tuple
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
+# Where a labeled page comes from. "real": rewritten from one real web page
+# (training/data/real/, the seeds' file, reviewers' verdicts, --extra files);
+# "authored": written by hand for the set (training/data/authored/), a
+# training aid whose effect is measured on real pages but never the measure.
+REAL, AUTHORED = "real", "authored"
+
+
+def origin_of(path: str) -> str:
+    """A page file's origin, by where it lives: the authored/ folder holds the written pages."""
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    return AUTHORED if "authored" in parts[:-1] else REAL
+
+
 @dataclass
 class SampleSet:
     pages: List[dict] = field(default_factory=list)
     sentences: List[Tuple[str, List[str]]] = field(default_factory=list)
     files: List[str] = field(default_factory=list)
+    # Per page, REAL or AUTHORED (origin_of its file).
+    origins: List[str] = field(default_factory=list)
+
+    def real_mask(self):
+        """Boolean array: which pages are real pages (the ones every headline figure is measured on)."""
+        import numpy as np
+
+        return np.array([o == REAL for o in self.origins], dtype=bool)
 
     def sha256(self) -> str:
         """Hash of the training data as used (order-independent per file list)."""
@@ -59,6 +80,9 @@ def validate_page_row(row: dict, where: str) -> dict:
 
 def default_files() -> List[str]:
     files = sorted(glob.glob(os.path.join(DATA_DIR, "*pages*.jsonl")))
+    # Real pages, training part only: the held-out part is in ../heldout/real/
+    # (training/split.py) and is never trained or tuned on.
+    files += sorted(glob.glob(os.path.join(DATA_DIR, "real", "*.jsonl")))
     files += sorted(glob.glob(os.path.join(DATA_DIR, "authored", "*.jsonl")))
     return files
 
@@ -73,6 +97,7 @@ def load_sample_set(paths: Sequence[str] | None = None, extra: Iterable[str] = (
             where = f"{path}:{n}"
             if "evidence" in row or "severity" in row:
                 sample.pages.append(validate_page_row(row, where))
+                sample.origins.append(origin_of(path))
             elif "text" in row and "label" in row:
                 cats = list(row.get("categories") or [])
                 if row["label"] and not cats:

@@ -6,14 +6,19 @@ quotes, so they can be checked and refreshed whenever the data changes.
 from __future__ import annotations
 
 import collections
+import glob
 import json
+import os
 import re
 import sys
 from typing import Dict, List, Set
 
 from regenwatch.models.classifier import CATEGORIES, label_sentences
 from regenwatch.models.text import normalize_page, sentence_key
-from regenwatch.training.data_io import load_sample_set
+from regenwatch.training.data_io import DATA_DIR, REAL, load_sample_set, read_jsonl, validate_page_row
+from regenwatch.training.split import page_language
+
+HELDOUT_REAL = os.path.join(os.path.dirname(DATA_DIR), "heldout", "real")
 
 _TOKEN = re.compile(r"\w+")
 
@@ -53,6 +58,25 @@ def near_duplicate_rate(texts: List[str], n: int, threshold: float) -> float:
     return len(dup) / len(texts) if texts else 0.0
 
 
+def corpus_counts(pages: List[dict], origins: List[str]) -> Dict:
+    """Pages by origin (real or authored), and the real ones by kind, language and label."""
+    real = [p for p, o in zip(pages, origins) if o == REAL]
+    return {
+        "by_origin": dict(collections.Counter(origins)),
+        "real_by_label": dict(collections.Counter(int(p["label"]) for p in real)),
+        "real_by_kind": dict(collections.Counter(str(p.get("kind")) for p in real).most_common()),
+        "real_by_language": dict(collections.Counter(page_language(p) for p in real).most_common()),
+        "real_not_english": sum(page_language(p) != "en" for p in real),
+    }
+
+
+def heldout_counts() -> Dict:
+    """The real held-out split (training/heldout/real/), counted the same way."""
+    pages = [validate_page_row(r, f) for f in sorted(glob.glob(os.path.join(HELDOUT_REAL, "*.jsonl")))
+             for r in read_jsonl(f)]
+    return {"pages": len(pages), **corpus_counts(pages, [REAL] * len(pages))}
+
+
 def datasheet() -> Dict:
     sample = load_sample_set()
     rows = []
@@ -78,6 +102,8 @@ def datasheet() -> Dict:
         "claim_near_duplicate_rate_3gram_0.5": round(near_duplicate_rate(claims, 3, 0.5), 4),
         "page_near_duplicate_rate_5gram_0.3": round(near_duplicate_rate([p["text"] for p in sample.pages], 5, 0.3), 4),
         "training_data_sha256": sample.sha256(),
+        "training_corpus": corpus_counts(sample.pages, sample.origins),
+        "heldout_real": heldout_counts(),
     }
 
 

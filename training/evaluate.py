@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from regenwatch.models.artifact import load_model
-from regenwatch.models.classifier import CATEGORIES, ClaimModel, label_sentences, severity_for
+from regenwatch.models.classifier import CATEGORIES, ClaimModel, label_sentences, quoted_within, severity_for
 from regenwatch.models.text import normalize_page, sentence_key
 from regenwatch.training.data_io import read_jsonl, validate_page_row
 from regenwatch.training.metrics import page_metrics
@@ -74,31 +74,62 @@ def sentence_report(counts: Dict[str, List[int]]) -> Dict[str, Dict[str, float]]
     return {c: _f1(*v) for c, v in counts.items()}
 
 
+def _is_gold(key: str, gold: Sequence[str]) -> bool:
+    return any(key == g or quoted_within(g, key) for g in gold)
+
+
 def _rationale_hits(rationale, evidence) -> bool:
     gold = [sentence_key(e["sentence"]) for e in evidence or ()]
-    for item in rationale:
-        key = sentence_key(item.sentence)
-        for g in gold:
-            if key == g or (len(key) >= 25 and len(g) >= 25 and (key in g or g in key)):
-                return True
-    return False
+    return any(_is_gold(sentence_key(item.sentence), gold) for item in rationale)
 
 
 def rationale_report(rows: Sequence[dict], scores, threshold: float) -> Dict:
-    """How well flagged pages explain themselves against gold evidence and categories."""
+    """How well flagged pages explain themselves against gold evidence and categories.
+
+    On correctly flagged pages with evidence: evidence_hit_rate, the share of
+    pages whose rationale holds a gold claim sentence; claim_sentence_share,
+    the share of their distinct rationale sentences that are gold claim
+    sentences (what a reviewer reads that is really a claim);
+    repeated_sentences, rationale items that repeat a sentence already listed
+    on the same page.
+    """
     correct = [(r, x) for r, x in zip(rows, scores) if r["label"] == 1 and x.score >= threshold]
     with_ev = [(r, x) for r, x in correct if r.get("evidence")]
     hits = sum(_rationale_hits(x.rationale, r["evidence"]) for r, x in with_ev)
+    distinct = gold_distinct = repeated = 0
+    for r, x in with_ev:
+        gold = [sentence_key(e["sentence"]) for e in r["evidence"]]
+        keys = [sentence_key(item.sentence) for item in x.rationale]
+        repeated += len(keys) - len(set(keys))
+        distinct += len(set(keys))
+        gold_distinct += sum(_is_gold(k, gold) for k in set(keys))
     with_cats = [(r, x) for r, x in correct if r.get("categories")]
     overlap = sum(bool(set(x.categories) & set(r["categories"])) for r, x in with_cats)
     sev = [(r, x) for r, x in correct if r.get("severity")]
     return {
         "flagged_correctly": len(correct),
         "evidence_hit_rate": round(hits / len(with_ev), 4) if with_ev else None,
+        "claim_sentence_share": round(gold_distinct / distinct, 4) if distinct else None,
+        "rationale_sentences": distinct,
+        "repeated_sentences": repeated,
         "category_overlap_rate": round(overlap / len(with_cats), 4) if with_cats else None,
         "severity_agreement": round(sum(severity_for(x.categories) == r["severity"] for r, x in sev) / len(sev), 4)
         if sev else None,
     }
+
+
+def recall_by_kind(rows: Sequence[dict], scores, threshold: float) -> Dict[str, Dict]:
+    """Per page kind (clinic_marketing, vendor, advertorial, ...): flagged pages found at the threshold."""
+    out: Dict[str, Dict] = {}
+    for r, x in zip(rows, scores):
+        if int(r["label"]) != 1:
+            continue
+        d = out.setdefault(str(r.get("kind")), {"positives": 0, "found": 0})
+        d["positives"] += 1
+        d["found"] += int(x.score >= threshold)
+    for d in out.values():
+        d["recall"] = round(d["found"] / d["positives"], 4)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["positives"]))
 
 
 def error_list(rows: Sequence[dict], scores, threshold: float) -> List[Dict]:
@@ -156,6 +187,8 @@ def format_report(report: Dict, title: str) -> str:
     if "rationale" in report:
         r = report["rationale"]
         lines.append(f"  rationale quotes gold evidence: {r['evidence_hit_rate']}  "
+                     f"gold claim share of its sentences: {r.get('claim_sentence_share')}  "
+                     f"repeated sentences: {r.get('repeated_sentences')}  "
                      f"categories overlap gold: {r['category_overlap_rate']}  severity agrees: {r['severity_agreement']}")
     if "sentence" in report:
         lines.append("  sentence-level F1 (support):")

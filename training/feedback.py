@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from regenwatch.models.classifier import CATEGORIES, severity_for
-from regenwatch.training.data_io import SampleSet
+from regenwatch.training.data_io import REAL, SampleSet
 
 VERDICTS = ("confirm", "reject")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -188,7 +188,9 @@ def merge_feedback(sample: SampleSet, verdicts: Iterable[dict], page_texts: Dict
         raise FeedbackError(
             f"{len(missing)} verdicts refer to pages that are neither in the sample set nor in "
             f"--feedback-pages (with the same content_sha256): {shown}; pass the run's input files")
-    return replace(sample, pages=pages), summary
+    # Pages added from verdicts come from real runs: real pages.
+    origins = list(sample.origins) + [REAL] * (len(pages) - len(sample.origins))
+    return replace(sample, pages=pages, origins=origins), summary
 
 
 def apply_feedback(sample: SampleSet, verdict_paths: Optional[Sequence[str]],

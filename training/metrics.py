@@ -29,6 +29,54 @@ def choose_threshold(y, scores, target_precision: float = 0.90) -> float:
     return float(round(thresholds[int(np.argmax(f1))], 4))
 
 
+def threshold_for_recall(y, scores, min_recall: float = 0.90) -> float:
+    """The threshold with the highest precision among those whose recall is >= min_recall.
+
+    A review queue's operating point: reviewers are there to catch the pages,
+    so recall is the floor and precision is what the threshold buys. Among
+    thresholds of equal precision the highest is taken. recall only falls as
+    the threshold rises, so the floor always admits the lowest score.
+    """
+    y = np.asarray(y)
+    scores = np.asarray(scores, dtype=float)
+    precision, recall, thresholds = precision_recall_curve(y, scores)
+    precision, recall = precision[:-1], recall[:-1]
+    ok = recall >= min_recall
+    best = precision[ok].max()
+    candidates = thresholds[ok & (precision == best)]
+    return float(round(candidates.max(), 4))
+
+
+def calibration_table(y, scores, bins: int = 10):
+    """Per score bin: pages, mean score, share flagged by the labels (the calibration plot's points)."""
+    y = np.asarray(y, dtype=float)
+    scores = np.asarray(scores, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            out.append({"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "pages": int(mask.sum()),
+                        "mean_score": round(float(scores[mask].mean()), 4),
+                        "positive_share": round(float(y[mask].mean()), 4)})
+    return out
+
+
+def pr_points(y, scores, thresholds=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)):
+    """Precision and recall at a few thresholds: the PR curve as a table an operator can read."""
+    y = np.asarray(y, dtype=int)
+    scores = np.asarray(scores, dtype=float)
+    out = []
+    for t in thresholds:
+        pred = scores >= t
+        tp = int((pred & (y == 1)).sum())
+        fp = int((pred & (y == 0)).sum())
+        out.append({"threshold": t, "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+                    "recall": round(tp / max(int(y.sum()), 1), 4), "flagged": int(pred.sum())})
+    return out
+
+
 def expected_calibration_error(y, scores, bins: int = 10) -> float:
     y = np.asarray(y, dtype=float)
     scores = np.asarray(scores, dtype=float)

@@ -224,3 +224,45 @@ def test_a_shared_analysis_gives_the_same_model(sample):
         fit(shared)
     with pytest.raises(ValueError, match="other settings, pages or sentences"):
         fit(_Analysis(normalized, texts, False, True, True).subset(idx))
+
+
+def test_rationale_lists_each_sentence_once_with_all_its_categories():
+    """Flagged schema v2: one item per sentence; a sentence with two confident categories carries both."""
+    from scipy import sparse
+
+    model = ClaimModel(max_rationale=5)
+    model.parts_ = {"sentence_models": [0.5] * (1 + len(CATEGORIES))}
+    k = {c: i + 1 for i, c in enumerate(CATEGORIES)}
+    P = np.zeros((4, 1 + len(CATEGORIES)))
+    P[0, [0, k["disease_treatment"], k["safety_assurance"]]] = [0.95, 0.9, 0.8]  # two categories
+    P[1, [0, k["efficacy_proof"]]] = [0.90, 0.7]
+    P[2, 0] = 0.45  # below the rationale threshold: not a claim, not shown
+    P[3, [0, k["superiority"]]] = [0.6, 0.2]  # a claim whose category is not confident
+    page = normalize_page("S0 one. S1 two. S2 three. S3 four.")
+    items = model._rationale(page, (sparse.csr_matrix((4, 1)), 0), P, flagged=True)
+    assert [i.sentence for i in items] == [page.sentences[0], page.sentences[1], page.sentences[3]]
+    assert len({i.sentence for i in items}) == len(items)
+    assert items[0].categories == ["disease_treatment", "safety_assurance"]
+    assert items[0].category == "disease_treatment" and items[0].category_scores == [0.9, 0.8]
+    assert items[2].categories == [] and items[2].category is None
+    # A rationale strength (the rationale model's) replaces the claim score for choosing and ordering.
+    strength = np.array([0.2, 0.9, 0.1, 0.7])
+    items = model._rationale(page, (sparse.csr_matrix((4, 1)), 0), P, flagged=True, strength=strength)
+    assert [i.sentence for i in items] == [page.sentences[1], page.sentences[3]]
+    # A flagged page none of whose sentences reaches the threshold still shows its strongest one.
+    items = model._rationale(page, (sparse.csr_matrix((4, 1)), 0), P, flagged=True, strength=np.full(4, 0.1))
+    assert len(items) == 1
+    assert model._rationale(page, (sparse.csr_matrix((4, 1)), 0), P, flagged=False, strength=np.full(4, 0.1)) == []
+
+
+def test_rationale_model_is_fitted_and_ranks_claims_of_flagged_pages(sample):
+    pages, sentences = sample
+    model = _fit(pages, sentences)
+    assert model.rationale_model_ is not None
+    flagged = [p for p in pages if p["label"] == 1 and p.get("evidence")][:20]
+    scores = model.score_pages([normalize_page(p["text"]) for p in flagged])
+    for p, s in zip(flagged, scores):
+        assert len({i.sentence for i in s.rationale}) == len(s.rationale)
+        assert all(i.score >= model.rationale_threshold for i in s.rationale[:1]) or len(s.rationale) <= 1
+    without = _fit(pages, sentences, rationale_model=False)
+    assert without.rationale_model_ is None

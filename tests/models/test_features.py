@@ -116,3 +116,15 @@ def test_a_model_without_cues_still_fits_and_scores():
         extra_sentences=sentences)
     assert model.page_model_.coef_.shape[1] == 8 + len(CATEGORIES)
     assert 0.0 <= model.predict_proba([CLINIC])[0, 1] <= 1.0
+
+
+def test_unspaced_scripts_become_character_bigrams():
+    from regenwatch.models.features import tokens_of, word_ngrams
+
+    assert tokens_of("幹細胞治療") == ["幹細", "細胞", "胞治", "治療"]
+    # Latin words, Hangul words and digits stay whole; a mixed token is cut at the script change.
+    assert tokens_of("prp療法で 줄기세포 치료 2024年") == ["prp", "療法", "法で", "줄기세포", "치료", "2024", "年"]
+    assert tokens_of("stem cells cure ms") == ["stem", "cells", "cure", "ms"]
+    assert "細胞 胞治" in word_ngrams("幹細胞治療")
+    # Thai, written without spaces, too.
+    assert tokens_of("สเต็มเซลล์")[:2] == ["สเ", "เต"]

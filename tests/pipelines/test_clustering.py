@@ -121,6 +121,18 @@ def test_cluster_table_respects_the_representative_cap_and_counts_what_it_left_o
     assert table.lookup("p0", f"{0:064d}")[1] == 5 and table.capped == 0
     unrelated = [(f"q{i}", f"{i:064d}", f"word{i} " * 3 + _variant(i % 10)) for i in range(4)]
     assert build_cluster_table(_rows(unrelated), similarity=1.0).pages == 4
+    # Near variants share LSH buckets, but at similarity 1.0 none links to
+    # another: with one representative per bucket, every other member of a
+    # bucket is left out by the cap and counted; with room for all, none is.
+    variants = [(f"v{i}", f"{i + 10:064d}", _variant(i)) for i in range(8)]
+    capped = build_cluster_table(_rows(variants), similarity=1.0, max_representatives=1)
+    roomy = build_cluster_table(_rows(variants), similarity=1.0, max_representatives=64)
+    assert capped.pages == roomy.pages == 8 and len(capped) == len(roomy) == 0
+    assert roomy.capped == 0 and capped.capped > 0
+    # At the default similarity the same variants link despite the cap: a
+    # member left out in one band still meets the representative in another.
+    linked = build_cluster_table(_rows(variants), max_representatives=1)
+    assert len(linked) >= 1 and linked.capped < capped.capped
 
 
 def test_cluster_table_rejects_a_torn_buffer():

@@ -59,3 +59,16 @@ def test_evaluate_command_report(tmp_path, capsys):
     assert report["page"]["pages"] == 30
     assert set(report["robustness"]) == set(RENDERINGS)
     assert set(report["sentence"]) >= {"claim", "superiority"}
+
+
+def test_threshold_for_recall_takes_the_most_precise_threshold_that_keeps_the_recall():
+    import numpy as np
+
+    from regenwatch.training.metrics import threshold_for_recall
+
+    y = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0])
+    s = np.array([.9, .9, .8, .8, .7, .7, .6, .6, .5, .1, .85, .65, .3, .2])
+    # Recall >= 0.9 needs 9 of the 10 positives: the threshold 0.5 (one negative above 0.5 is at .85, one at .65).
+    t = threshold_for_recall(y, s, 0.9)
+    assert t == 0.5
+    assert threshold_for_recall(y, s, 1.0) == 0.1
