@@ -12,7 +12,10 @@ label, language) and then by a hash of their id, and every ``1/fraction``-th
 page of that order goes to the test part (systematic sampling). Every stratum
 thus gives its share (to within one page) and the assignment of a page does not
 depend on any other file, so adding a new batch later never moves a page of
-an earlier one between train and test.
+an earlier one between train and test. Pages added to a file that was split
+before keep the earlier split (``--keep DIR``: the folders' current files are
+read for each page's side) and only the new pages are split among
+themselves, so a page once measured on is never trained on afterwards.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import hashlib
 import json
 import os
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from regenwatch.training.data_io import read_jsonl
 from regenwatch.training.metrics import is_english
@@ -45,12 +48,21 @@ def _id_hash(row: dict) -> str:
     return hashlib.sha256(str(row["id"]).encode("utf-8")).hexdigest()
 
 
-def split_rows(rows: Sequence[dict], fraction: float = TEST_FRACTION) -> Tuple[List[dict], List[dict]]:
-    """(train, test) of one file's pages; test holds ceil-ish ``fraction`` of every stratum."""
+def split_rows(rows: Sequence[dict], fraction: float = TEST_FRACTION,
+               previous: Optional[Dict[str, bool]] = None) -> Tuple[List[dict], List[dict]]:
+    """(train, test) of one file's pages; test holds ceil-ish ``fraction`` of every stratum.
+
+    previous: page id -> held out (True) or trained on (False) in an earlier
+    split of the file; those pages keep their side, the others are split
+    among themselves.
+    """
     if not 0 < fraction < 1:
         raise ValueError("fraction must be in (0, 1)")
+    previous = previous or {}
+    kept_test = {r["id"] for r in rows if previous.get(r["id"]) is True}
+    new = [r for r in rows if r["id"] not in previous]
     step = 1.0 / fraction
-    ordered = sorted(rows, key=lambda r: (stratum(r), _id_hash(r)))
+    ordered = sorted(new, key=lambda r: (stratum(r), _id_hash(r)))
     test_ids = set()
     # Systematic sampling over the stratum-ordered list: position i is a test
     # page when it crosses a multiple of step (the first page of the file is
@@ -60,6 +72,7 @@ def split_rows(rows: Sequence[dict], fraction: float = TEST_FRACTION) -> Tuple[L
         if i >= nxt:
             test_ids.add(row["id"])
             nxt += step
+    test_ids |= kept_test
     train = [r for r in rows if r["id"] not in test_ids]
     test = [r for r in rows if r["id"] in test_ids]
     return train, test
@@ -79,11 +92,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--train-dir", required=True, help="Where each file's training part is written.")
     parser.add_argument("--test-dir", required=True, help="Where each file's held-out part is written.")
     parser.add_argument("--fraction", type=float, default=TEST_FRACTION, help="Share of each file held out.")
+    parser.add_argument("--keep", action="store_true",
+                        help="Pages already in the train or test folder's file of the same name keep their side; "
+                             "only pages new to the file are split.")
     args = parser.parse_args(argv)
     for path in args.files:
         rows = read_jsonl(path)
-        train, test = split_rows(rows, args.fraction)
         name = os.path.basename(path)
+        previous: Dict[str, bool] = {}
+        if args.keep:
+            for folder, held in ((args.train_dir, False), (args.test_dir, True)):
+                old = os.path.join(folder, name)
+                if os.path.exists(old):
+                    previous.update({r["id"]: held for r in read_jsonl(old)})
+        train, test = split_rows(rows, args.fraction, previous)
         _write(os.path.join(args.train_dir, name), train)
         _write(os.path.join(args.test_dir, name), test)
         print(f"{name}: {len(train)} train, {len(test)} held out", file=sys.stderr)

@@ -31,6 +31,19 @@ def test_split_holds_out_a_quarter_of_every_stratum_deterministically():
     assert {r["id"] for r in split_rows(list(reversed(rows)))[1]} == {r["id"] for r in test}
 
 
+def test_pages_added_later_never_move_an_earlier_page():
+    rows = _rows(8)
+    train, test = split_rows(rows)
+    previous = {r["id"]: False for r in train}
+    previous.update({r["id"]: True for r in test})
+    more = rows + [dict(r, id=r["id"] + "-new") for r in _rows(4)]
+    train2, test2 = split_rows(more, previous=previous)
+    assert {r["id"] for r in test} <= {r["id"] for r in test2}
+    assert {r["id"] for r in train} <= {r["id"] for r in train2}
+    new_test = [r for r in test2 if r["id"].endswith("-new")]
+    assert len(new_test) == len(_rows(4)) // 4
+
+
 def test_shipped_real_split_is_disjoint_from_training_and_large_enough():
     held = [r for f in sorted(glob.glob(os.path.join(HELDOUT_REAL, "*.jsonl"))) for r in read_jsonl(f)]
     real_train = [r for f in default_files() if os.sep + "real" + os.sep in f for r in read_jsonl(f)]
