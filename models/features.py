@@ -464,12 +464,18 @@ _VOICE_CUES: Tuple[Tuple[str, str], ...] = (
         our physicians|our specialists|our patients|our protocol|our program|
         our product|our treatment|our treatments|our therapy|our therapies|whatsapp|
         kontakt|termin|beratung|jetzt|contáctenos|contáctanos|cita|consulta|reserva|rendez vous|
-        prenota|appuntamento|agende|iletişim|randevu|επικοινωνία|επικοινωνήστε|ραντεβού"""),
+        prenota|appuntamento|agende|iletişim|randevu|επικοινωνία|επικοινωνήστε|ραντεβού|
+        予約|お問い合わせ|無料カウンセリング|カウンセリング|料金|税込|预约|預約|咨询|諮詢|價格|价格|예약|상담|문의|agendar|consulte|valores|agenda|precio|
+        precios|solicita|tarif|tarifs|preise|vereinbaren|prezzo|prezzi|afspraak|umów|cena|cennik|fiyat|
+        fiyatları|записаться|запись|цены|стоимость|đặt lịch|tư vấn|liên hệ|hubungi|konsultasi|harga|احجز|
+        اتصل|سعر|استشارة|จอง|ปรึกษา|ราคา"""),
     ("we", """we|our|ours|us|wir|unser|unsere|unserer|unseren|unseres|nosotros|nuestro|nuestra|nuestros|
         nuestras|nous|notre|nos|noi|nostro|nostri|nostre|nosso|nossa|biz|μας"""),
     ("you", """you|your|yours|ihr|ihre|sie|su|vous|votre|voi|você|seu|sua|σας"""),
     ("report", """said|says|told|according to|reported|reporter|journalist|interview|interviewed|critics|
-        experts say|experts warn|investigation|spokesman|spokesperson"""),
+        experts say|experts warn|investigation|spokesman|spokesperson|
+        según|dijo|afirmó|informó|segundo|disse|afirmou|selon|laut|berichtet|ha detto|ha spiegato|によると|報道|
+        记者|記者|报道|報導|기자|밝혔다|따르면|وقال|وأوضح|menurut|cho biết"""),
     ("research", """doi|et al|abstract|methods|participants|randomized|randomised|placebo|cohort|phase i|phase ii|
         phase 1|phase 2|phase 3|meta analysis|systematic review|in vitro|in vivo|mice|
         we found|we examined|p 0"""),
@@ -478,7 +484,10 @@ _VOICE_CUES: Tuple[Tuple[str, str], ...] = (
         enforcement|public health|recall"""),
     ("hedge", """may|might|could|possibly|experimental|investigational|not proven|limited evidence|
         more research|early stage|early studies|early research|results vary|ask your doctor|consult your|
-        consult a"""),
+        consult a|
+        möglicherweise|könnte|könnten|nicht belegt|experimentell|pourrait|peut être|expérimental|podría|
+        podrían|posiblemente|más estudios|poderia|poderiam|potrebbe|sperimentale|mogelijk|misschien|
+        experimenteel|niet bewezen|eksperymentalny|olabilir|deneysel|可能性|かもしれ|個人差|尚未|个体差异|研究阶段|mungkin|อาจ"""),
 )
 VOICE_CUE_NAMES: Tuple[str, ...] = tuple(name for name, _ in _VOICE_CUES)
 
@@ -530,7 +539,7 @@ def _phrase_index() -> Dict[str, List[Tuple[Tuple[str, ...], int]]]:
     for base, table in tables:
         for group, (_, text) in enumerate(table):
             for phrase in re.sub(r"\s*\n\s*", "", text).split("|"):
-                words = tuple(phrase.split())
+                words = tuple(cue_words(phrase))
                 if not words:
                     continue
                 if words in seen:
@@ -547,8 +556,29 @@ def _phrase_index() -> Dict[str, List[Tuple[Tuple[str, ...], int]]]:
 # case-insensitive regex: the regex cost as much per page as scoring it.
 # Every phrase that starts at a word counts (overlaps do: "our clinic" is an
 # offer and "our" a first person).
-_PHRASES_BY_FIRST_WORD = _phrase_index()
 _CUE_WORD_RE = re.compile(r"\w+")
+
+
+def cue_words(text: str) -> List[str]:
+    """The words cues are matched on: \\w+ runs of the lower-cased text, unspaced scripts as character bigrams.
+
+    So a Japanese or Chinese cue ("予約", booking; "個人差", results vary by
+    person) is a short sequence of bigrams found inside a clause, as a
+    phrase of words is found in a sentence.
+    """
+    words = _CUE_WORD_RE.findall(text.lower())
+    if not _UNSPACED_RE.search(text):
+        return words
+    out: List[str] = []
+    for w in words:
+        if _UNSPACED_RE.search(w):
+            out.extend(_split_unspaced(w))
+        else:
+            out.append(w)
+    return out
+
+
+_PHRASES_BY_FIRST_WORD = _phrase_index()
 
 
 def page_cues(text: str) -> np.ndarray:
@@ -557,7 +587,7 @@ def page_cues(text: str) -> np.ndarray:
     Voice cues: log(1 + occurrences per 100 words), capped at 20 per 100, so a
     long and a short page are on one scale. Claim cues: log(1 + occurrences).
     """
-    words = _CUE_WORD_RE.findall(text.lower())
+    words = cue_words(text)
     counts = np.zeros(len(PAGE_CUE_NAMES))
     get = _PHRASES_BY_FIRST_WORD.get
     for i, word in enumerate(words):

@@ -146,8 +146,20 @@ def evaluate_rows(model: ClaimModel, rows: Sequence[dict], threshold: Optional[f
     scores = model.score_pages(pages, threshold=threshold)
     y = np.array([int(r["label"]) for r in rows])
     s = np.array([x.score for x in scores])
+    from regenwatch.training.split import page_language
+
+    langs = np.array([page_language(r) for r in rows])
+    english = langs == "en"
+    by_language = {}
+    for lang in sorted(set(langs), key=lambda v: (-(langs == v).sum(), v)):
+        m = langs == lang
+        by_language[str(lang)] = page_metrics(y[m], s[m], threshold)
     return {
         "page": page_metrics(y, s, threshold),
+        "page_english": page_metrics(y[english], s[english], threshold) if english.any() else None,
+        "page_other_languages": page_metrics(y[~english], s[~english], threshold) if (~english).any() else None,
+        "by_language": by_language,
+        "recall_by_kind": recall_by_kind(rows, scores, threshold),
         "rationale": rationale_report(rows, scores, threshold),
         "sentence": sentence_report(sentence_counts(model, pages, rows)),
         "errors": error_list(rows, scores, threshold),
@@ -184,6 +196,17 @@ def format_report(report: Dict, title: str) -> str:
              f"  pages {p['pages']} (positives {p['positives']}), threshold {p['threshold']:.4f}",
              f"  precision {p['precision']:.3f}  recall {p['recall']:.3f}  F1 {p['f1']:.3f}  "
              f"PR-AUC {p['pr_auc'] if p['pr_auc'] is not None else 'n/a'}  ECE {p['ece']:.3f}"]
+    for name in ("page_english", "page_other_languages"):
+        m = report.get(name)
+        if m:
+            lines.append(f"  {name[5:].replace('_', ' ')}: {m['pages']} pages ({m['positives']} flagged), precision "
+                         f"{m['precision']:.3f} recall {m['recall']:.3f} F1 {m['f1']:.3f} PR-AUC {m['pr_auc']}")
+    if report.get("recall_by_kind"):
+        lines.append("  recall by kind: " + ", ".join(
+            f"{k} {v['found']}/{v['positives']}" for k, v in report["recall_by_kind"].items()))
+    if report.get("by_language"):
+        lines.append("  by language (pages, flagged, PR-AUC, recall): " + ", ".join(
+            f"{k} {v['pages']}/{v['positives']}/{v['pr_auc']}/{v['recall']}" for k, v in report["by_language"].items()))
     if "rationale" in report:
         r = report["rationale"]
         lines.append(f"  rationale quotes gold evidence: {r['evidence_hit_rate']}  "
@@ -206,7 +229,9 @@ def format_report(report: Dict, title: str) -> str:
 def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="regenwatch evaluate", description=__doc__,
                                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="Labeled page file (JSON Lines, dev-set format).")
+    parser.add_argument("--data", required=True, nargs="+",
+                        help="Labeled page files (JSON Lines, dev-set format), measured together; e.g. the real "
+                             "held-out split: training/heldout/real/*.jsonl.")
     parser.add_argument("--model", default="default", help="Model artifact URI; 'default' is the shipped model.")
     parser.add_argument("--threshold", type=float, default=None, help="Override the manifest's threshold.")
     parser.add_argument("--json", default=None, help="Also write the full report as JSON to this path.")
@@ -218,12 +243,12 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
 
 def evaluate_command(args: argparse.Namespace) -> int:
     loaded = load_model(args.model)
-    rows = [validate_page_row(r, f"{args.data}:{i}") for i, r in enumerate(read_jsonl(args.data), 1)]
+    rows = [validate_page_row(r, f"{path}:{i}") for path in args.data for i, r in enumerate(read_jsonl(path), 1)]
     report = evaluate_rows(loaded.model, rows, args.threshold)
     report["model_version"] = loaded.version
     if args.renderings:
         report["robustness"] = robustness_report(loaded.model, rows, args.threshold)
-    print(format_report(report, f"evaluation of model {loaded.version} on {args.data}"))
+    print(format_report(report, f"evaluation of model {loaded.version} on {', '.join(args.data)}"))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)

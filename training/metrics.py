@@ -8,27 +8,6 @@ import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 
-def choose_threshold(y, scores, target_precision: float = 0.90) -> float:
-    """Highest-recall threshold whose precision is >= target_precision.
-
-    Falls back to the threshold with the best F1 when no threshold reaches the
-    target (then the report says so through its precision figure).
-    """
-    y = np.asarray(y)
-    scores = np.asarray(scores, dtype=float)
-    precision, recall, thresholds = precision_recall_curve(y, scores)
-    # precision/recall have one more entry than thresholds (the end point).
-    precision, recall = precision[:-1], recall[:-1]
-    ok = precision >= target_precision
-    if ok.any():
-        best_recall = recall[ok].max()
-        candidates = thresholds[ok & (recall == best_recall)]
-        # Among equal-recall thresholds, the highest is the most precise.
-        return float(round(candidates.max(), 4))
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    return float(round(thresholds[int(np.argmax(f1))], 4))
-
-
 def threshold_for_recall(y, scores, min_recall: float = 0.90) -> float:
     """The threshold with the highest precision among those whose recall is >= min_recall.
 

@@ -5,9 +5,13 @@ deterministic: the same data and seed give the same artifact hash-for-hash
 manifest figures.
 
 Measurement is cross-validated over pages (the whole stacked model is refit
-inside each fold, with the standalone labeled sentences always in training);
-the decision threshold is the one with the highest recall at precision >= 0.90
-on the out-of-fold scores.
+inside each fold, with the standalone labeled sentences always in training).
+Every figure that decides anything is on real pages (rewritten from real web
+pages: training/data/real/ and the seeds; not the authored pages): the
+decision threshold is the review queue's operating point, the highest
+precision with recall >= 0.90 on the real pages' out-of-fold scores. The
+real held-out split (training/heldout/real/) is never read here: measure it
+with ``regenwatch evaluate --data training/heldout/real/*.jsonl``.
 """
 from __future__ import annotations
 
@@ -364,6 +368,10 @@ def train_command(args: argparse.Namespace) -> int:
                   f"recall {m['recall']:.3f} F1 {m['f1']:.3f} PR-AUC {m['pr_auc']}")
     print("  real pages, recall by kind: " + ", ".join(
         f"{k} {v['recall']:.2f} ({v['positives']})" for k, v in report["real_recall_by_kind"].items()))
+    print("  real pages, out of fold, by threshold (precision/recall/flagged): " + ", ".join(
+        f"{p['threshold']}: {p['precision']}/{p['recall']}/{p['flagged']}" for p in report["real_pr_points"]))
+    print("  real pages, calibration (bin: pages, mean score, flagged share): " + ", ".join(
+        f"{c['bin']}: {c['pages']}, {c['mean_score']}, {c['positive_share']}" for c in report["real_calibration"]))
     print("  real pages by language: " + ", ".join(
         f"{k} {v['pages']}p PR-AUC {v['pr_auc']}" for k, v in list(report["real_by_language"].items())[:12]))
     for seed, d in report["seeds_out_of_fold"].items():

@@ -230,7 +230,7 @@ def test_rationale_lists_each_sentence_once_with_all_its_categories():
     """Flagged schema v2: one item per sentence; a sentence with two confident categories carries both."""
     from scipy import sparse
 
-    model = ClaimModel(max_rationale=5)
+    model = ClaimModel(max_rationale=5, rationale_threshold=0.5)
     model.parts_ = {"sentence_models": [0.5] * (1 + len(CATEGORIES))}
     k = {c: i + 1 for i, c in enumerate(CATEGORIES)}
     P = np.zeros((4, 1 + len(CATEGORIES)))
@@ -264,5 +264,7 @@ def test_rationale_model_is_fitted_and_ranks_claims_of_flagged_pages(sample):
     for p, s in zip(flagged, scores):
         assert len({i.sentence for i in s.rationale}) == len(s.rationale)
         assert all(i.score >= model.rationale_threshold for i in s.rationale[:1]) or len(s.rationale) <= 1
+        # Terms are shown to reviewers: placeholders in words, never an internal token.
+        assert not any("zz" in t for i in s.rationale for t in i.terms)
     without = _fit(pages, sentences, rationale_model=False)
     assert without.rationale_model_ is None

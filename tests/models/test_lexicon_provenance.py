@@ -30,12 +30,12 @@ def _cue_phrases():
     for table in (F._VOICE_CUES, F._CLAIM_CUES):
         for group, text in table:
             for phrase in re.sub(r"\s*\n\s*", "", text).split("|"):
-                yield group, " ".join(phrase.split())
+                yield group, " ".join(F.cue_words(phrase))
 
 
 def test_every_cue_phrase_occurs_in_policy_or_training_pages():
-    # Cues are matched on \w+ word tokens (features.page_cues): search the same tokens.
-    blob = " " + " \n ".join(" ".join(F._CUE_WORD_RE.findall(t.lower())) for t in _training_texts()) + " "
+    # Cues are matched on features.cue_words tokens (page_cues): search the same tokens.
+    blob = " " + " \n ".join(" ".join(F.cue_words(t)) for t in _training_texts()) + " "
     missing = [(g, p) for g, p in _cue_phrases() if f" {p} " not in blob]
     assert missing == []
 
@@ -48,6 +48,6 @@ def test_every_entity_name_occurs_in_policy_or_training_pages():
 
 def test_a_phrase_found_only_in_held_out_pages_is_caught():
     """The check can fail: a phrase that only the dev set holds is not in the training text."""
-    blob = " " + " \n ".join(" ".join(F._CUE_WORD_RE.findall(t.lower())) for t in _training_texts()) + " "
+    blob = " " + " \n ".join(" ".join(F.cue_words(t)) for t in _training_texts()) + " "
     assert " zzneverwrittenphrase cures " not in blob
     assert " no side effects " in blob

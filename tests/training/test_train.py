@@ -138,22 +138,23 @@ def test_repeated_cross_validation_pools_every_repeat(small_sample):
     one = train_mod.train(small_sample, n_folds=3, n_jobs=1)
     two = train_mod.train(small_sample, n_folds=3, n_jobs=2, cv_repeats=2)
     n = len(small_sample.pages)
+    real = small_sample.real_mask()
     rep = two["report"]
     assert rep["cv_repeats"] == 2 and "2 cross-validation repeats pooled" in rep["threshold_rule"]
-    # Every page is scored out of fold once per repeat, and the figures count both.
-    assert len(two["oof_scores"]) == 2 * n
+    # Every page is scored out of fold once per repeat, and the figures count both;
+    # the scores returned (and plotted) are the real pages', on which the threshold is chosen.
+    assert len(two["oof_scores"]) == 2 * real.sum()
     assert rep["page"]["pages"] == n and rep["page"]["repeats"] == 2
+    assert rep["page_real"]["pages"] == real.sum()
     pos = sum(p["label"] for p in small_sample.pages)
     assert rep["page"]["tp"] + rep["page"]["fn"] == pytest.approx(pos)
     # The first repeat is the one-repeat run (same fold seed), the second another split.
-    first, second = two["oof_scores"][:n], two["oof_scores"][n:]
+    first, second = two["oof_scores"][:real.sum()], two["oof_scores"][real.sum():]
     assert first.tolist() == pytest.approx(one["oof_scores"].tolist(), abs=1e-9)
     assert abs(first - second).max() > 1e-3
-    # The threshold is the pooled scores' choice, not either repeat's.
-    from regenwatch.training.metrics import choose_threshold, is_english
-    english = [is_english(p["text"]) for p in small_sample.pages] * 2
-    pooled = choose_threshold(two["y"][english], two["oof_scores"][english], train_mod.TARGET_PRECISION)
-    assert rep["threshold"] == pooled
+    # The threshold is the pooled real scores' choice, not either repeat's.
+    from regenwatch.training.metrics import threshold_for_recall
+    assert rep["threshold"] == threshold_for_recall(two["y"], two["oof_scores"], train_mod.MIN_RECALL)
     # The final model does not depend on the repeats.
     assert two["model"].page_model_.coef_.ravel().tolist() == pytest.approx(one["model"].page_model_.coef_.ravel().tolist())
 
