@@ -379,6 +379,9 @@ def create_app(workspace: Workspace, store: VerdictStore, reviewer: Optional[str
     @app.errorhandler(400)
     @app.errorhandler(404)
     def _error(exc):
+        if request.url_rule is None and exc.code == 400:
+            # Refused before routing (an untrusted Host header): no URL can be built; plain text.
+            return f"{exc.code} {exc.name}: {exc.description}", exc.code, {"Content-Type": "text/plain; charset=utf-8"}
         return render_template("error.html", error=exc), exc.code
 
     return app
