@@ -94,7 +94,9 @@ class Workspace:
             except PageError:
                 continue
             # The HTML <title>, else the text's first line (a page has no title field of its own).
-            first = text.strip().split("\n", 1)[0].strip()[:200]
+            first = text.strip().split("\n", 1)[0].strip()
+            if len(first) > 100:
+                first = first[:100].rsplit(" ", 1)[0] + " …"
             self.texts[key] = {"text": text, "title": _html_title(page.content, page.content_type) or first or None}
 
     def key(self, r: dict) -> PageKey:

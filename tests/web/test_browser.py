@@ -110,6 +110,8 @@ def test_queue_filter_open_decide_by_keyboard_reload_export_and_retrain(review_r
     keys(d, "j")
     press_and_wait(d, "\ue007")  # Enter
     assert d.find_element("id", "page").get_attribute("data-page-id") in {r["id"] for r in template_rows()}
+    assert len(d.find_elements("css selector", "#cluster li a")) == len(TOWNS) - 1  # the other towns
+    shoot(d, "page.png", tmp_path, height=1000)
     press_and_wait(d, "r")
     assert f"rejected {len(TOWNS)} pages" in d.find_element("id", "flashes").text
 
@@ -123,7 +125,6 @@ def test_queue_filter_open_decide_by_keyboard_reload_export_and_retrain(review_r
     assert d.find_element("id", "page").get_attribute("data-page-id") == first["id"]
     marks = [m.text for m in d.find_elements("css selector", "#page-text mark")]
     assert marks and len(marks) == len(set(marks))
-    shoot(d, "page.png", tmp_path, height=1000)
     # Confirm with corrected categories and a note, all by keyboard.
     from regenwatch.models.classifier import CATEGORIES
 
