@@ -62,7 +62,7 @@ setup(
         # The browser review workspace (regenwatch review --serve): Flask 3
         # with Jinja2 autoescaping for the pages, waitress (a maintained
         # pure-Python WSGI server) to serve them; no hand-written HTTP.
-        "flask>=3,<4",
+        "flask>=3.1,<4",  # 3.1: TRUSTED_HOSTS (Host header check)
         "waitress>=3",
     ],
     extras_require={

@@ -42,7 +42,7 @@ from regenwatch.review import (
     sort_queue,
     summary_counts,
 )
-from regenwatch.web.store import ACTIONS, VerdictStore, write_export
+from regenwatch.web.store import ACTIONS, VerdictStore, export_bytes
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
@@ -214,16 +214,17 @@ def status_of(state: Optional[dict]) -> str:
 
 
 def create_app(workspace: Workspace, store: VerdictStore, reviewer: Optional[str] = None,
-               port: Optional[int] = None, hosts: Sequence[str] = ("127.0.0.1", "localhost")) -> Flask:
+               port: Optional[int] = None, hosts: Optional[Sequence[str]] = ("127.0.0.1", "localhost")) -> Flask:
+    """The app. ``hosts``: the names a request's Host may carry (None: any, for a server bound to all addresses)."""
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=secrets.token_bytes(32),
+        SECRET_KEY=store.session_secret(),
         # Several workspaces on one machine differ by port only, and cookies do not: one name per port.
         SESSION_COOKIE_NAME=f"regenwatch_review_{port or 'app'}",
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_HTTPONLY=True,
         # Host header check (DNS rebinding): only the names this server was started for.
-        TRUSTED_HOSTS=list(hosts) or None,
+        TRUSTED_HOSTS=list(hosts) if hosts else None,
         MAX_CONTENT_LENGTH=64 * 1024,
         TEMPLATES_AUTO_RELOAD=False,
     )
@@ -365,17 +366,7 @@ def create_app(workspace: Workspace, store: VerdictStore, reviewer: Optional[str
         if fmt not in ("avro", "jsonl"):
             abort(404)
         records, _ = store.export_records([workspace.key(r) for r in workspace.records])
-        buf = io.BytesIO()
-        tmp = os.path.join(os.path.dirname(store.path), f".export-{secrets.token_hex(6)}.{fmt}")
-        try:
-            write_export(records, tmp)
-            with open(tmp, "rb") as handle:
-                buf.write(handle.read())
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        buf.seek(0)
-        return send_file(buf, as_attachment=True, download_name=f"verdicts.{fmt}",
+        return send_file(io.BytesIO(export_bytes(records, fmt)), as_attachment=True, download_name=f"verdicts.{fmt}",
                          mimetype="application/avro" if fmt == "avro" else "application/x-ndjson")
 
     @app.errorhandler(400)
@@ -417,7 +408,12 @@ def serve(run_dirs: Sequence[str], db_path: str, host: str = "127.0.0.1", port: 
     out = out or sys.stderr
     workspace = Workspace(run_dirs, page_patterns)
     store = VerdictStore(db_path)
-    hosts = ["127.0.0.1", "localhost", "[::1]", "::1"] + ([host] if host not in ("0.0.0.0", "::") else [])
+    everywhere = host in ("0.0.0.0", "::", "")
+    hosts = None if everywhere else ["127.0.0.1", "localhost", "::1", host]
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"regenwatch review: WARNING: bound to {host}: anyone who can reach this address can read the "
+              f"queue and give verdicts (the workspace has no login); prefer 127.0.0.1 and an SSH tunnel",
+              file=out, flush=True)
     server = make_server(create_app(workspace, store, reviewer, port, hosts=hosts), host, port)
     decided = sum(1 for r in workspace.records if workspace.key(r) in store.current())
     print(f"regenwatch review: {len(workspace.records)} flagged pages from {len(workspace.run_dirs)} run(s), "

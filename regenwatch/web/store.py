@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS verdicts (
     overrides INTEGER
 );
 CREATE INDEX IF NOT EXISTS verdicts_page ON verdicts (page_id, content_sha256, decided_at, seq);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -118,6 +119,20 @@ class VerdictStore:
                      page.get("model_version"), cid, current["seq"] if current else None))
                 seqs.append(int(cur.lastrowid))
         return {"seqs": seqs, "overridden": overridden}
+
+    def session_secret(self) -> str:
+        """The key that signs the workspace's session cookies, kept with the verdicts.
+
+        A restarted server keeps its reviewers' sessions (name, CSRF token),
+        so a review resumes where it stopped, even in a tab left open.
+        """
+        import secrets
+
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('session_secret', ?)",
+                       (secrets.token_hex(32),))
+            return db.execute("SELECT value FROM meta WHERE name = 'session_secret'").fetchone()[0]
 
     # ------------------------------------------------------------------
     # Reading
@@ -201,22 +216,29 @@ class _Tx:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-def write_export(records: Sequence[dict], path: str) -> None:
-    """Write verdict records to .avro (schemas/verdict.avsc) or JSON Lines, atomically."""
+def export_bytes(records: Sequence[dict], fmt: str) -> bytes:
+    """Verdict records as an Avro container (schemas/verdict.avsc) or JSON Lines."""
+    import io
+
     import fastavro
 
     from regenwatch.schemas import load_schema
 
+    if fmt == "avro":
+        buf = io.BytesIO()
+        fastavro.writer(buf, load_schema("verdict"), list(records))
+        return buf.getvalue()
+    if fmt == "jsonl":
+        return "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in records).encode("utf-8")
+    raise ValueError(f"export format is avro or jsonl, not {fmt!r}")
+
+
+def write_export(records: Sequence[dict], path: str) -> None:
+    """Write verdict records to .avro or .jsonl (by extension), atomically."""
+    data = export_bytes(records, "avro" if path.lower().endswith(".avro") else "jsonl")
     tmp = f"{path}.tmp-{os.getpid()}"
-    if path.lower().endswith(".avro"):
-        with open(tmp, "wb") as handle:
-            fastavro.writer(handle, load_schema("verdict"), list(records))
-            handle.flush()
-            os.fsync(handle.fileno())
-    else:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for row in records:
-                handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)

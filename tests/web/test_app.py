@@ -142,3 +142,22 @@ def test_review_command_exports_for_train_feedback(review_run, tmp_path):
 def test_serve_binds_127_0_0_1_by_default():
     args = build_parser().parse_args(["out/", "--serve"])
     assert args.serve and args.host == "127.0.0.1" and args.port == 8765
+
+
+def test_a_restarted_server_resumes_the_review_and_the_session(review_run, tmp_path):
+    out, inputs = review_run
+    db = str(tmp_path / "resume.sqlite")
+    first = create_app(Workspace([out]), VerdictStore(db), "alice").test_client()
+    token = _csrf(first, "/page/0")
+    assert first.post("/page/0/verdict", data={"action": "escalate", "csrf": token}).status_code == 303
+    # The server stops; a new one on the same database, the reviewer's open tab posts again.
+    second_app = create_app(Workspace([out]), VerdictStore(db), "alice")
+    second = second_app.test_client()
+    cookie = first.get_cookie(second_app.config["SESSION_COOKIE_NAME"])
+    second.set_cookie(cookie.key, cookie.value)
+    html = second.get("/?status=escalated").get_data(as_text=True)
+    assert len(LexborHTMLParser(html).css("tr.row")) >= 1
+    assert second.post("/page/0/verdict", data={"action": "reject", "csrf": token}).status_code == 303
+    store = VerdictStore(db)
+    r = Workspace([out]).records[0]
+    assert [h["verdict"] for h in store.history((r["id"], r["content_sha256"]))] == ["reject", "escalate"]

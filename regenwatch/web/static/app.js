@@ -33,6 +33,9 @@
       case "j": case "ArrowDown": select(cur + 1); return true;
       case "k": case "ArrowUp": select(cur < 0 ? 0 : cur - 1); return true;
       case "Enter": case "o":
+        // Enter on a focused filter chip or button keeps its own meaning.
+        var el = document.activeElement;
+        if (ev.key === "Enter" && el && (el.tagName === "A" || el.tagName === "BUTTON") && !el.classList.contains("open")) return false;
         if (cur < 0 && rows.length) cur = 0;
         if (cur >= 0) { var l = rows[cur].querySelector("a.open"); if (l) window.location.assign(l.href); }
         return true;
