@@ -26,7 +26,10 @@ def flagged_record(page_id: str, text: str, score: float = 0.9, severity: str = 
                    signals=()):
     """A flagged.avsc record for synthetic queues."""
     if rationale is None:
+        # Both rationale shapes (``category``, and ``categories`` of the newer schema): the Avro
+        # writer keeps the fields its schema has, so these records fit either schema.
         rationale = [{"sentence": text.split(". ")[0].rstrip(".") + ".", "category": categories[0] if categories else None,
+                      "categories": list(categories[:1]),
                       "score": score, "category_score": score, "terms": [], "context_before": [],
                       "context_after": []}]
     return {"id": page_id, "url": url, "fetched_at": None, "score": score, "threshold": 0.5, "severity": severity,

@@ -192,7 +192,7 @@ HOSTILE_TEXT = (
 def test_hostile_page_runs_nothing_in_the_browser(serve, browser, tmp_path):
     hostile_id = HOSTILE_ID + "<svg onload=window.__pwned='id'>"
     sentences = ["Our stem cell shots cure diabetes.", HOSTILE_TEXT[36:140], "It is FDA approved."]
-    rationale = [{"sentence": s, "category": "disease_treatment", "score": 0.9, "category_score": 0.9,
+    rationale = [{"sentence": s, "category": "disease_treatment", "categories": ["disease_treatment"], "score": 0.9, "category_score": 0.9,
                   "terms": ["<b onclick=x>"], "context_before": ["<script>window.__pwned='ctx'</script>"],
                   "context_after": []} for s in sentences]
     record = flagged_record(hostile_id, HOSTILE_TEXT, rationale=rationale, url="javascript:window.__pwned='url'",
