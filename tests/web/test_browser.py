@@ -57,15 +57,20 @@ def keys(driver, text):
     ActionChains(driver).send_keys(text).perform()
 
 
-def press_and_wait(driver, text, timeout=15):
-    """Type keys that navigate, and wait for the next page to load."""
-    from selenium.webdriver.support import expected_conditions as EC
+def press_and_wait(driver, text, timeout=20):
+    """Type keys that navigate, and wait until the next page has loaded.
+
+    A marker set on the current page's window is gone once a new document is
+    loaded; errors raised while the browser is between documents are retried.
+    """
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old = driver.find_element("tag name", "html")
+    driver.execute_script("window.__regenwatchOldPage = true;")
     keys(driver, text)
-    WebDriverWait(driver, timeout).until(EC.staleness_of(old))
-    WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(
+            "return window.__regenwatchOldPage === undefined && document.readyState === 'complete'"))
 
 
 def rows(driver):
