@@ -30,6 +30,7 @@ import html
 import os
 import shutil
 import sys
+import textwrap
 import unicodedata
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
@@ -175,12 +176,13 @@ def summary_lines(records: Sequence[dict], width: int = 100, top_clusters: int =
     counts = summary_counts(records)
     lines = [summary_line(records)]
     cats = ", ".join(f"{c} {n}" for c, n in counts["category"]) or "none"
-    lines.append(terminal_safe("categories: " + cats, width))
+    lines.extend(textwrap.wrap(terminal_safe("categories: " + cats), width, subsequent_indent="  "))
     multi = [(k, n, size) for k, n, size in counts["clusters"] if n > 1 or size > 1]
     if multi:
         shown = ", ".join(f"{k[:9]} {n} flagged/{size}" for k, n, size in multi[:top_clusters])
         more = f", {len(multi) - top_clusters} more" if len(multi) > top_clusters else ""
-        lines.append(terminal_safe(f"clusters of near duplicates: {shown}{more}", width))
+        lines.extend(textwrap.wrap(terminal_safe(f"clusters of near duplicates: {shown}{more}"), width,
+                                   subsequent_indent="  "))
     singles = sum(1 for k, n, size in counts["clusters"] if n == 1 and size == 1)
     if singles:
         lines.append(f"pages without a near duplicate: {singles}")
