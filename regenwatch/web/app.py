@@ -54,6 +54,20 @@ MAX_TEXT_CHARS = 200_000
 PageKey = Tuple[str, str]
 
 
+# Characters that change how the text around them is shown without being
+# seen: bidi overrides and isolates (a right-to-left override makes
+# "evil.exe" read "exe.live"), marks, and C0/C1 controls other than
+# whitespace. Every string a template prints is passed through
+# display_text (Jinja's finalize), so they show as U+FFFD instead.
+_INVISIBLE = {c: "\ufffd" for c in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0),
+                                      0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+
+
+def display_text(value):
+    """What a template shows for a value: strings with bidi and control characters made visible."""
+    return value.translate(_INVISIBLE) if isinstance(value, str) else value
+
+
 class Workspace:
     """The flagged pages of the run directories, in queue order, with their texts when given."""
 
@@ -229,6 +243,7 @@ def create_app(workspace: Workspace, store: VerdictStore, reviewer: Optional[str
         TEMPLATES_AUTO_RELOAD=False,
     )
     app.jinja_env.autoescape = True  # every template, whatever its name
+    app.jinja_env.finalize = display_text  # then escaped: bidi and control characters shown, never obeyed
     app.jinja_env.filters["datetime"] = lambda ms: dt.datetime.fromtimestamp(
         int(ms) / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
     app.extensions["regenwatch"] = {"workspace": workspace, "store": store}
@@ -337,7 +352,7 @@ def create_app(workspace: Workspace, store: VerdictStore, reviewer: Optional[str
                               note=request.form.get("note", "")[:2000], seen=seen)
         what = {"confirm": "confirmed", "reject": "rejected", "escalate": "escalated"}[action]
         flash(f"Saved: {what} {len(members)} page{'s' if len(members) != 1 else ''}"
-              + (f" (the whole cluster)" if len(members) > 1 else "") + f" as {name}.", "ok")
+              + (" (the whole cluster)" if len(members) > 1 else "") + f" as {name}.", "ok")
         for old in result["overridden"][:3]:
             flash(f"This replaced {old['reviewer']}'s {old['verdict']} on {old['page_id']}, given after you opened "
                   f"the page (last verdict wins; both are in the history).", "warn")

@@ -7,9 +7,9 @@ from selectolax.lexbor import LexborHTMLParser
 
 from regenwatch.review import build_parser, load_queue, review_command
 from regenwatch.training.feedback import read_verdicts
-from regenwatch.web.app import CSP, Workspace, create_app, highlight_segments
+from regenwatch.web.app import CSP, Workspace, create_app, display_text, highlight_segments
 from regenwatch.web.store import VerdictStore
-from tests.review_pages import HOSTILE_ID, TOWNS, template_rows
+from tests.review_pages import HOSTILE_ID, template_rows
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_queue_lists_pages_by_severity_then_score_with_filter_counts(review_run,
     assert resp.status_code == 200 and resp.headers["Content-Security-Policy"] == CSP
     tree = LexborHTMLParser(resp.get_data(as_text=True))
     ids = [tr.attributes["data-page-id"] for tr in tree.css("tr.row")]
-    assert ids == [r["id"] for r in workspace.records]
+    assert ids == [display_text(r["id"]) for r in workspace.records]
     ranks = [({"high": 0, "medium": 1, "low": 2}[r["severity"]], -r["score"]) for r in workspace.records]
     assert ranks == sorted(ranks)
     high = sum(1 for r in workspace.records if r["severity"] == "high")
@@ -97,7 +97,10 @@ def test_hostile_page_is_escaped_and_its_url_is_no_link(review_run, client_for):
     assert not any(k.startswith("on") for node in tree.css("*") for k in node.attributes)
     assert tree.css_first("#page-url").text() == "javascript:alert(document.cookie)"
     assert "<script>alert('x')</script>" in tree.css_first("#page-text").text()
-    assert tree.css_first("#page").attributes["data-page-id"] == HOSTILE_ID
+    # The id's terminal escape and right-to-left override are shown, not obeyed.
+    shown = tree.css_first("#page").attributes["data-page-id"]
+    assert shown == HOSTILE_ID.replace("\x1b", "\ufffd").replace("\u202e", "\ufffd")
+    assert "\u202e" not in html and "\x1b" not in html
 
 
 def test_untrusted_host_and_unknown_page_are_refused(review_run, client_for):

@@ -17,6 +17,7 @@ from regenwatch.training.data_io import read_jsonl
 from regenwatch.training.feedback import read_verdicts
 from tests.conftest import REPO
 from tests.review_pages import HOSTILE_ID, TOWNS, template_rows, write_jsonl
+from regenwatch.web.app import display_text
 from tests.web.conftest import flagged_record, write_queue
 
 CHROMIUM = "/usr/bin/chromium"
@@ -98,12 +99,12 @@ def test_queue_filter_open_decide_by_keyboard_reload_export_and_retrain(review_r
 
     # The queue: every flagged page, most severe then highest score first.
     d.get(served.url + "/")
-    assert rows(d) == [r["id"] for r in records]
+    assert rows(d) == [display_text(r["id"]) for r in records]
     shoot(d, "queue.png", tmp_path, height=900)
     # Filter by keyboard: h = high only; the count shown is the rows shown.
     press_and_wait(d, "h")
     high = [r["id"] for r in records if r["severity"] == "high"]
-    assert rows(d) == high and "severity=high" in d.current_url
+    assert rows(d) == [display_text(i) for i in high] and "severity=high" in d.current_url
     assert d.find_element("css selector", "#severity-high b").text == str(len(high))
     # And by cluster (a click on the template's chip): its four towns.
     cid = next(r["cluster_id"] for r in records if r["id"] == template_rows()[0]["id"])
@@ -123,7 +124,7 @@ def test_queue_filter_open_decide_by_keyboard_reload_export_and_retrain(review_r
     # The undecided queue no longer holds them; open its first page by keyboard.
     d.get(served.url + "/?status=undecided")
     undecided = [r for r in records if r["cluster_id"] != cid]
-    assert rows(d) == [r["id"] for r in undecided]
+    assert rows(d) == [display_text(r["id"]) for r in undecided]
     keys(d, "j")
     press_and_wait(d, "\ue007")
     first = undecided[0]
@@ -226,7 +227,8 @@ def test_hostile_page_runs_nothing_in_the_browser(serve, browser, tmp_path):
         text = d.find_element("id", "page-text").text
         assert "<script>document.title='pwned'" in text or "<script>window.__pwned='ctx'</script>" in text
         assert d.find_element("id", "page-url").text == "javascript:window.__pwned='url'"
-        assert d.find_element("id", "page").get_attribute("data-page-id") == hostile_id
+        assert d.find_element("id", "page").get_attribute("data-page-id") == display_text(hostile_id)
+        assert "\u202e" not in d.page_source
     # The policy every answer carries.
     with urllib.request.urlopen(served.url + "/page/0") as resp:
         csp = resp.headers["Content-Security-Policy"]
