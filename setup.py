@@ -21,6 +21,7 @@ setup(
     python_requires=">=3.10",
     packages=[
         "regenwatch",
+        "regenwatch.web",
         "regenwatch.pipelines",
         "regenwatch.models",
         "regenwatch.schemas",
@@ -36,6 +37,7 @@ setup(
     package_data={
         "regenwatch.models": ["default/*.joblib", "default/*.json"],
         "regenwatch.schemas": ["*.avsc"],
+        "regenwatch.web": ["templates/*.html", "static/*"],
         "regenwatch.training": ["data/*.jsonl", "data/*.md", "data/real/*.jsonl", "data/authored/*.jsonl",
                                 "heldout/*.jsonl", "heldout/real/*.jsonl", "heldout/dev/*.jsonl", "POLICY.md",
                                 "annotation/*.jsonl"],
@@ -59,11 +61,19 @@ setup(
         # the review report; a hard dependency because an optional import
         # would fail a training run late or silently drop the pictures.
         "matplotlib>=3.7",
+        # The browser review workspace (regenwatch review --serve): Flask 3
+        # with Jinja2 autoescaping for the pages, waitress (a maintained
+        # pure-Python WSGI server) to serve them; no hand-written HTTP.
+        "flask>=3.1,<4",  # 3.1: TRUSTED_HOSTS (Host header check)
+        "waitress>=3",
     ],
     extras_require={
         # wheel: tests/pipelines/test_portable.py's worker boot builds the
         # staged --setup_file sdist offline (setuptools needs it for bdist_wheel).
-        "test": ["pytest>=8", "hypothesis>=6.100", "avro>=1.11", "wheel>=0.40"],
+        # selenium: the review workspace's browser tests drive Debian's chromium
+        # through /usr/bin/chromedriver (set explicitly: selenium-manager never
+        # downloads a driver or a browser).
+        "test": ["pytest>=8", "hypothesis>=6.100", "avro>=1.11", "wheel>=0.40", "selenium>=4.15"],
         # Dataflow: gs:// paths and Pub/Sub (regenwatch stream --input_subscription).
         # Same Beam version as install_requires, with Google Cloud I/O.
         "gcp": ["apache-beam[gcp]==2.77.0"],

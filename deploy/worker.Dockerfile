@@ -5,7 +5,7 @@
 # Build from the repository root: docker build -f deploy/worker.Dockerfile -t regenwatch-worker .
 FROM python:3.11-slim
 WORKDIR /opt/regenwatch
-COPY setup.py README.md ./
+COPY setup.py pyproject.toml README.md ./
 COPY regenwatch regenwatch
 COPY pipelines pipelines
 COPY models models

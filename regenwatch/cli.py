@@ -24,7 +24,7 @@ regenwatch options:
 Any Beam pipeline option is accepted as well (--runner, --direct_num_workers,
 --direct_running_mode, --setup_file, --project, --temp_location, ...).
 The outputs are written to staging and published together, _SUCCESS last; a
-rerun with the same --run_id replaces them (README, "Scheduling").
+rerun with the same --run_id replaces them (docs/SCHEDULING.md).
 Exit code: 0 on success; 1 when the model is refused, the run fails (no
 _SUCCESS is written), or dead letters exceed --max_dead_letter_ratio (published,
 with the problem in _SUCCESS); 2 on invalid options.
@@ -83,7 +83,7 @@ that fails is refused and the old model keeps deciding. Each record names its mo
 
 Locally (no --runner) a folder is watched by the FnApiRunner until --stop_after_seconds and every
 window is written when the run ends; Pub/Sub runs on the Python DirectRunner, which writes each
-window as it closes. On Dataflow: --runner DataflowRunner --streaming (see the README, "Streaming").
+window as it closes. On Dataflow: --runner DataflowRunner --streaming (see docs/STREAMING.md).
 
 regenwatch options:
 {options}
@@ -162,7 +162,7 @@ COMMANDS = {
     "stream": (cmd_stream, "moderate pages as they arrive (Pub/Sub or a watched folder), per window"),
     "train": (cmd_train, "retrain the classifier from the labeled sample set"),
     "evaluate": (cmd_evaluate, "measure a model on a labeled page file"),
-    "review": (cmd_review, "show the flagged queue (terminal or HTML) and record verdicts"),
+    "review": (cmd_review, "the flagged queue: terminal, HTML report, browser workspace (--serve), verdicts"),
     "sample": (cmd_sample, "export the decided pages nearest the threshold for labeling"),
 }
 

@@ -1,8 +1,10 @@
 """``regenwatch review``: the flagged queue for people.
 
-* ``regenwatch review OUTPUT_DIR``: a terminal table of the flagged pages
-  (severity, score, cluster, categories, signals, id, and the top rationale
-  sentence), sorted and filtered by severity, category and cluster;
+* ``regenwatch review OUTPUT_DIR...``: a terminal table of the flagged pages
+  (severity, score, cluster, categories, signals, id, and each rationale
+  sentence once with all its categories) under a summary header (counts by
+  severity, category and cluster), sorted and filtered by severity, category
+  and cluster;
 * ``--html report.html``: one self-contained static page (no script, no
   external asset, a Content-Security-Policy that forbids loading anything but
   inline styles and embedded images) with each flagged page, its rationale
@@ -10,7 +12,9 @@
   plus the PR-curve and calibration pictures when they are present;
 * ``--decide --verdicts FILE``: go through the queue one cluster at a time
   and append a verdict (schemas/verdict.avsc) for every flagged page of the
-  cluster, so a template repeated across fifty towns is decided once.
+  cluster, so a template repeated across fifty towns is decided once;
+* ``--serve``: the review workspace in the browser (``regenwatch/web/``);
+  ``--export FILE``: its verdicts as schemas/verdict.avsc records.
 
 Page text is hostile: every string that comes from a page (id, url, sentences,
 terms) is HTML-escaped in the report, and stripped of control, format and
@@ -26,6 +30,7 @@ import html
 import os
 import shutil
 import sys
+import textwrap
 import unicodedata
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
@@ -104,6 +109,86 @@ def group_by_cluster(records: Sequence[dict]) -> List[Tuple[str, List[dict]]]:
     return ordered
 
 
+def item_categories(item: dict) -> List[str]:
+    """A rationale item's categories: ``categories`` in new records, else its single ``category``."""
+    cats = item.get("categories")
+    if cats is not None:
+        return [c for c in cats if c]
+    return [item["category"]] if item.get("category") else []
+
+
+def rationale_sentences(record: dict) -> List[dict]:
+    """The record's rationale with each sentence once, carrying all its categories.
+
+    Older records repeat a sentence once per category (``category``, a single
+    string); newer ones give each sentence once with ``categories``. Both come
+    out the same: one item per distinct sentence, in the order of its first
+    appearance (best first), with ``categories`` the union in order, the best
+    ``category_score`` and the terms of every copy.
+    """
+    merged: "OrderedDict[str, dict]" = OrderedDict()
+    for item in record.get("rationale") or []:
+        sentence = item["sentence"]
+        cats = item_categories(item)
+        if sentence not in merged:
+            out = dict(item)
+            out["categories"] = list(cats)
+            out["terms"] = list(item.get("terms") or [])
+            out["category_score"] = float(item.get("category_score") or 0.0)
+            out.pop("category", None)
+            merged[sentence] = out
+            continue
+        out = merged[sentence]
+        out["categories"] += [c for c in cats if c not in out["categories"]]
+        out["terms"] += [t for t in item.get("terms") or [] if t not in out["terms"]]
+        out["category_score"] = max(out["category_score"], float(item.get("category_score") or 0.0))
+        out["score"] = max(out["score"], item["score"])
+        for side in ("context_before", "context_after"):
+            if not out.get(side) and item.get(side):
+                out[side] = item[side]
+    return list(merged.values())
+
+
+def summary_counts(records: Sequence[dict]) -> dict:
+    """Counts for the summary header: by severity, by category, by cluster (largest first)."""
+    severity = {s: 0 for s in SEVERITY_RANK}
+    category: Dict[str, int] = {}
+    clusters: Dict[str, int] = {}
+    sizes: Dict[str, int] = {}
+    for r in records:
+        severity[r["severity"]] = severity.get(r["severity"], 0) + 1
+        for c in r["categories"]:
+            category[c] = category.get(c, 0) + 1
+        key = cluster_key(r)
+        clusters[key] = clusters.get(key, 0) + 1
+        sizes[key] = int(r.get("cluster_size") or 1)
+    ordered_cats = sorted(category.items(), key=lambda kv: (-kv[1], kv[0]))
+    ordered_clusters = sorted(((k, n, sizes[k]) for k, n in clusters.items()), key=lambda t: (-t[1], -t[2], t[0]))
+    return {"pages": len(records), "severity": severity, "category": ordered_cats, "clusters": ordered_clusters}
+
+
+def cluster_label(key: str) -> str:
+    return "no cluster" if key.startswith("page:") else key
+
+
+def summary_lines(records: Sequence[dict], width: int = 100, top_clusters: int = 5) -> List[str]:
+    """The summary header as text: the count line, then categories and the largest clusters."""
+    counts = summary_counts(records)
+    lines = [summary_line(records)]
+    cats = ", ".join(f"{c} {n}" for c, n in counts["category"]) or "none"
+    lines.extend(textwrap.wrap(terminal_safe("categories: " + cats), width, subsequent_indent="  "))
+    multi = [(k, n, size) for k, n, size in counts["clusters"] if n > 1 or size > 1]
+    if multi:
+        shown = ", ".join(f"{k[:9]} {n} flagged/{size}" for k, n, size in multi[:top_clusters])
+        more = f", {len(multi) - top_clusters} more" if len(multi) > top_clusters else ""
+        lines.extend(textwrap.wrap(terminal_safe(f"clusters of near duplicates: {shown}{more}"), width,
+                                   subsequent_indent="  "))
+    singles = sum(1 for k, n, size in counts["clusters"] if n == 1 and size == 1)
+    if singles:
+        lines.append(f"pages without a near duplicate: {singles}")
+    return lines
+
+
 def summary_line(records: Sequence[dict]) -> str:
     sev = {s: sum(1 for r in records if r["severity"] == s) for s in SEVERITY_RANK}
     clusters = len({cluster_key(r) for r in records})
@@ -143,7 +228,7 @@ def short_cluster(record: dict) -> str:
 def render_table(records: Sequence[dict], width: int = 100) -> str:
     """The queue as text: one line per page, then its top rationale sentence."""
     width = max(60, width)
-    lines = [summary_line(records), ""]
+    lines = summary_lines(records, width) + [""]
     head = f"{'SEV':<6} {'SCORE':>5}  {'CLUSTER':<13} {'CATEGORIES':<34} {'SIGNALS':<14} ID"
     lines.append(head[:width])
     for r in records:
@@ -152,10 +237,15 @@ def render_table(records: Sequence[dict], width: int = 100) -> str:
         row = (f"{r['severity']:<6} {r['score']:>5.3f}  {short_cluster(r):<13} "
                f"{terminal_safe(cats, 34):<34} {terminal_safe(signals, 14):<14} ")
         lines.append(row + terminal_safe(r["id"], max(8, width - len(row))))
-        if r["rationale"]:
-            top = r["rationale"][0]
-            tag = f"  [{top.get('category') or 'claim'} {top['score']:.2f}]"
-            lines.append("       “" + terminal_safe(top["sentence"], width - 10 - len(tag)) + "”" + tag)
+        for item in rationale_sentences(r):
+            # Each sentence once, its categories before it (on a line of their own when long).
+            tag = terminal_safe(f"[{', '.join(item['categories']) or 'claim'} {item['score']:.2f}]")
+            room = width - 11 - len(tag)
+            if room < 60:
+                lines.append("       " + tag)
+                lines.append("       “" + terminal_safe(item["sentence"], width - 9) + "”")
+            else:
+                lines.append(f"       {tag} “" + terminal_safe(item["sentence"], room) + "”")
     return "\n".join(lines)
 
 
@@ -180,6 +270,9 @@ border:1px solid #d5dbe4;border-radius:10px;padding:0 7px;margin:0 3px 2px 0;fon
 .chip.signal{background:#fff4e5;border-color:#f5c27a}.url{font-size:13px;word-break:break-all;margin:0 0 6px}
 ol.rationale{margin:6px 0 4px;padding-left:22px}ol.rationale li{margin:0 0 10px}
 .context{margin:0;color:#556070}mark{background:#ffe066;color:#1d2430;padding:0 2px;border-radius:2px}
+.summary{display:flex;gap:16px;flex-wrap:wrap;padding:12px 28px 0}.summary table{background:#fff;border-radius:6px;
+box-shadow:0 1px 2px rgba(0,0,0,.12);border-collapse:collapse;font-size:13px}.summary caption{text-align:left;
+font-weight:600;padding:4px 0}.summary th,.summary td{padding:3px 10px;text-align:left;border-top:1px solid #eceff3}
 .why{margin:2px 0 0;font-size:12px;color:#4a5566}.hash{font:11px ui-monospace,monospace;color:#7a8494;margin:4px 0 0}
 """
 
@@ -200,17 +293,19 @@ def _safe_href(url: Optional[str]) -> Optional[str]:
 
 
 def _render_rationale(item: dict) -> str:
+    """One merged rationale item (see rationale_sentences): the sentence once, all its categories."""
     before = " ".join(item.get("context_before") or [])
     after = " ".join(item.get("context_after") or [])
-    cat = item.get("category")
+    cats = item.get("categories") or []
     terms = ", ".join(item.get("terms") or [])
     return (
         "<li><p class=\"context\">"
         + (f"<span class=\"ctx\">{esc(before)}</span> " if before else "")
-        + f"<mark data-category=\"{esc(cat or '')}\">{esc(item['sentence'])}</mark>"
+        + f"<mark data-categories=\"{esc(' '.join(cats))}\">{esc(item['sentence'])}</mark>"
         + (f" <span class=\"ctx\">{esc(after)}</span>" if after else "")
         + "</p><p class=\"why\">"
-        + (f"{esc(cat)} {item.get('category_score', 0.0):.2f} · " if cat else "claim, no confident category · ")
+        + (f"{esc(', '.join(cats))} {item.get('category_score', 0.0):.2f} · " if cats
+           else "claim, no confident category · ")
         + f"claim score {item['score']:.2f}"
         + (f" · terms: {esc(terms)}" if terms else "")
         + "</p></li>"
@@ -235,7 +330,7 @@ def _render_page(r: dict) -> str:
         f"score <b>{r['score']:.3f}</b> (threshold {r['threshold']:.3f}) · {cats}"
         + (f" · signals {signals}" if signals else "")
         + f" · model {esc(r['model_version'])}</p>"
-        f"<ol class=\"rationale\">{''.join(_render_rationale(i) for i in r['rationale'])}</ol>"
+        f"<ol class=\"rationale\">{''.join(_render_rationale(i) for i in rationale_sentences(r))}</ol>"
         f"<p class=\"hash\">content sha256 {esc(r['content_sha256'])} · processed "
         f"{processed.strftime('%Y-%m-%d %H:%M:%SZ')}</p></article>"
     )
@@ -273,6 +368,21 @@ def render_html(records: Sequence[dict], plots: Optional[Dict[str, bytes]] = Non
             f"<h2>Cluster {esc(label)} <span class=\"size\">· {size} page{'s' if size != 1 else ''} in the run, "
             f"{len(members)} flagged here</span></h2>"
             + "".join(_render_page(r) for r in members) + "</section>")
+    counts = summary_counts(records)
+    sev_rows = "".join(f"<tr><th><span class=\"sev sev-{esc(s)}\">{esc(s)}</span></th><td>{n}</td></tr>"
+                       for s, n in counts["severity"].items())
+    cat_rows = "".join(f"<tr><th>{esc(c)}</th><td>{n}</td></tr>" for c, n in counts["category"]) \
+        or "<tr><td>none</td></tr>"
+    cl_rows = "".join(
+        f"<tr><th>{esc(cluster_label(k)[:16])}</th><td>{n} flagged</td><td>{size} in the run</td></tr>"
+        for k, n, size in counts["clusters"] if n > 1 or size > 1)
+    singles = sum(1 for _, n, size in counts["clusters"] if n == 1 and size == 1)
+    summary = (
+        "<section class=\"summary\" id=\"summary\">"
+        f"<table class=\"by-severity\"><caption>By severity</caption>{sev_rows}</table>"
+        f"<table class=\"by-category\"><caption>By category</caption>{cat_rows}</table>"
+        f"<table class=\"by-cluster\"><caption>Clusters</caption>{cl_rows}"
+        f"<tr><th>single pages</th><td colspan=\"2\">{singles}</td></tr></table></section>")
     heading = title or "regenwatch review queue"
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -282,7 +392,7 @@ def render_html(records: Sequence[dict], plots: Optional[Dict[str, bytes]] = Non
         f"<title>{esc(heading)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>{esc(heading)}</h1><p>{esc(summary_line(records))}"
         f" · model {esc(', '.join(models) or '-')}</p></header>"
-        + _render_plots(plots or {})
+        + summary + _render_plots(plots or {})
         + "<main>" + ("".join(sections) or "<p>No flagged pages.</p>") + "</main></body></html>\n"
     )
 
@@ -321,9 +431,9 @@ def _show_cluster(members: Sequence[dict], out: TextIO, width: int) -> None:
         others = ", ".join(terminal_safe(m["id"], 40) for m in members[1:6])
         print(f"  cluster of {size} pages in the run; {len(members)} flagged here"
               + (f" (also: {others}{', …' if len(members) > 6 else ''})" if others else ""), file=out)
-    for item in lead["rationale"]:
+    for item in rationale_sentences(lead):
         ctx = " ".join(item.get("context_before") or [])
-        print(f"  - [{item.get('category') or 'claim'} {item['score']:.2f}] "
+        print(f"  - [{terminal_safe(', '.join(item['categories'])) or 'claim'} {item['score']:.2f}] "
               f"{terminal_safe(ctx, 160) + ' ' if ctx else ''}>>{terminal_safe(item['sentence'], 300)}<<", file=out)
 
 
@@ -392,7 +502,8 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
     parser = parser or argparse.ArgumentParser(
         prog="regenwatch review",
         description="Show a run's flagged pages (terminal or HTML report) and record reviewers' verdicts.")
-    parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="Output directory of a regenwatch run.")
+    parser.add_argument("output_dirs", metavar="OUTPUT_DIR", nargs="+",
+                        help="Output directory of a regenwatch run (several: their queues together).")
     parser.add_argument("--sort", choices=SORT_KEYS, default="severity",
                         help="Order of the terminal list (the HTML report groups by cluster).")
     parser.add_argument("--severity", action="append", choices=tuple(SEVERITY_RANK), default=[],
@@ -410,24 +521,65 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
     parser.add_argument("--verdicts", default="verdicts.jsonl", help="Verdict file (JSON Lines) for --decide.")
     parser.add_argument("--reviewer", default=os.environ.get("REGENWATCH_REVIEWER") or os.environ.get("USER"),
                         help="Reviewer name recorded with each verdict (default: $REGENWATCH_REVIEWER or $USER).")
+    web = parser.add_argument_group("review workspace in the browser (--serve)")
+    web.add_argument("--serve", action="store_true",
+                     help="Serve the review workspace: queue, page view, verdicts by keyboard, saved as made.")
+    web.add_argument("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1: this machine only).")
+    web.add_argument("--port", type=int, default=8765, help="Port (default 8765; 0: any free port).")
+    web.add_argument("--db", default=None, metavar="FILE",
+                     help="Verdict database (SQLite, WAL), shared by every reviewer "
+                          "(default: review.sqlite in the first OUTPUT_DIR).")
+    web.add_argument("--pages", action="append", default=[], metavar="GLOB",
+                     help="The run's input files (repeatable), to show each page's whole normalized text; "
+                          "without them the page view shows each sentence in its context.")
+    web.add_argument("--export", default=None, metavar="FILE",
+                     help="Write the workspace's current verdicts (confirm/reject; escalated pages are left out) "
+                          "as schemas/verdict.avsc records to FILE (.avro or .jsonl), for train --feedback.")
     return parser
+
+
+def default_db(output_dirs: Sequence[str]) -> str:
+    return os.path.join(output_dirs[0], "review.sqlite")
 
 
 def review_command(args: argparse.Namespace, ask: Callable[[str], str] = input, out: TextIO = sys.stdout) -> int:
     from regenwatch.pipelines.transforms import output_files
 
-    if not any(output_files(args.output_dir).values()):
-        print(f"regenwatch review: {args.output_dir} holds no regenwatch outputs", file=sys.stderr)
-        return 2
-    records = sort_queue(filter_queue(load_queue(args.output_dir), args.severity, args.category, args.cluster),
-                         args.sort)
+    for directory in args.output_dirs:
+        if not os.path.isdir(directory) or not any(output_files(directory).values()):
+            print(f"regenwatch review: {directory} holds no regenwatch outputs", file=sys.stderr)
+            return 2
+    db_path = args.db or default_db(args.output_dirs)
+    if args.export:
+        from regenwatch.web.store import VerdictStore, write_export
+
+        if not os.path.exists(db_path):
+            print(f"regenwatch review: no verdict database at {db_path}", file=sys.stderr)
+            return 2
+        keys = [(r["id"], r["content_sha256"]) for d in args.output_dirs for r in load_queue(d)]
+        records, counts = VerdictStore(db_path).export_records(keys)
+        write_export(records, args.export)
+        print(f"wrote {args.export}: {len(records)} verdicts ({counts['confirm']} confirm, {counts['reject']} reject); "
+              f"{counts['escalate']} escalated pages left out", file=out)
+        if not args.serve:
+            return 0
+    if args.serve:
+        from regenwatch.web.app import serve
+
+        try:
+            return serve(args.output_dirs, db_path, args.host, args.port, args.reviewer, args.pages, out=out)
+        except ValueError as exc:
+            print(f"regenwatch review: {exc}", file=sys.stderr)
+            return 2
+    records = [r for d in args.output_dirs for r in load_queue(d)]
+    records = sort_queue(filter_queue(records, args.severity, args.category, args.cluster), args.sort)
     if args.limit is not None:
         records = records[: max(0, args.limit)]
     width = shutil.get_terminal_size((100, 24)).columns
     if args.html:
-        plots = find_plots(args.plots or args.output_dir)
+        plots = find_plots(args.plots or args.output_dirs[0])
         with open(args.html, "w", encoding="utf-8") as handle:
-            handle.write(render_html(records, plots, title=f"regenwatch review: {args.output_dir}"))
+            handle.write(render_html(records, plots, title=f"regenwatch review: {', '.join(args.output_dirs)}"))
         print(f"wrote {args.html} ({len(records)} pages, {len(plots)} plots)", file=sys.stderr)
     if args.decide:
         if not args.reviewer:

@@ -14,7 +14,9 @@ from regenwatch.review import (
     decide,
     filter_queue,
     load_queue,
+    rationale_sentences,
     render_html,
+    render_table,
     review_command,
     sort_queue,
     terminal_safe,
@@ -148,7 +150,8 @@ def test_html_report_in_headless_chromium(queue_run, tmp_path, capsys):
     assert HOSTILE_ID in articles
     for r in records:
         marks = [m.text() for m in articles[r["id"]].css("mark")]
-        assert marks == [item["sentence"] for item in r["rationale"]], r["id"]
+        assert marks == [item["sentence"] for item in rationale_sentences(r)], r["id"]
+        assert len(marks) == len(set(marks)), r["id"]  # each sentence once
         assert r["model_version"] in articles[r["id"]].text()
     assert sum(len(r["rationale"]) for r in records) > 0
 
@@ -210,3 +213,63 @@ def test_decide_writes_one_verdict_per_page_of_a_cluster_and_resumes(queue_run, 
 
     counts = decide(records, verdicts, "alice", ask=eof, out=io.StringIO())
     assert counts["already"] == len(TOWNS) + 1 and counts["confirm"] == counts["reject"] == 0
+
+
+# --------------------------------------------------------------------------
+# Each sentence once, under a summary header
+
+
+def _item(sentence, score, **kw):
+    return {"sentence": sentence, "score": score, "category_score": 0.0, "terms": [], "context_before": [],
+            "context_after": [], **kw}
+
+
+OLD_STYLE = [  # flagged.avsc before the change: one item per (sentence, category)
+    _item("Cures arthritis with no side effects.", 0.9, category="disease_treatment", category_score=0.8,
+          terms=["cures"]),
+    _item("Cures arthritis with no side effects.", 0.9, category="safety_claim", category_score=0.85,
+          terms=["side effects"]),
+    _item("Book today.", 0.4, category=None),
+]
+NEW_STYLE = [  # after: one item per sentence with all its categories
+    _item("Cures arthritis with no side effects.", 0.9, categories=["disease_treatment", "safety_claim"],
+          category_score=0.85, terms=["cures", "side effects"]),
+    _item("Book today.", 0.4, categories=[]),
+]
+
+
+@pytest.mark.parametrize("items", [OLD_STYLE, NEW_STYLE], ids=["category", "categories"])
+def test_rationale_sentences_lists_each_sentence_once_with_all_its_categories(items):
+    merged = rationale_sentences({"rationale": items})
+    assert [m["sentence"] for m in merged] == ["Cures arthritis with no side effects.", "Book today."]
+    assert merged[0]["categories"] == ["disease_treatment", "safety_claim"]
+    assert merged[0]["category_score"] == 0.85 and merged[0]["terms"] == ["cures", "side effects"]
+    assert merged[1]["categories"] == []
+
+
+def _record(rid, items, severity="high", cluster=None, size=1):
+    return {"id": rid, "url": None, "score": 0.9, "threshold": 0.5, "severity": severity,
+            "categories": ["disease_treatment", "safety_claim"], "rationale": items, "signals": [],
+            "model_version": "t", "content_sha256": "0" * 64, "processed_at": 0, "cluster_id": cluster,
+            "cluster_size": size}
+
+
+def test_terminal_and_html_show_a_summary_header_and_each_sentence_once():
+    records = [_record("a", OLD_STYLE, cluster="c" * 16, size=2), _record("b", NEW_STYLE, cluster="c" * 16, size=2),
+               _record("z", NEW_STYLE, severity="medium")]
+    text = render_table(records, 120)
+    head = text.splitlines()[:4]
+    assert head[0] == "3 flagged pages (high 2, medium 1, low 0) in 2 clusters"
+    assert head[1] == "categories: disease_treatment 3, safety_claim 3"
+    assert head[2].startswith("clusters of near duplicates: ccccccccc 2 flagged/2")
+    assert head[3] == "pages without a near duplicate: 1"
+    assert text.count("Cures arthritis with no side effects.") == 3  # once per page, not once per category
+    assert text.count("[disease_treatment, safety_claim 0.90]") == 3
+
+    page = LexborHTMLParser(render_html(records))
+    summary = page.css_first("section.summary")
+    assert [t.css_first("caption").text() for t in summary.css("table")] == ["By severity", "By category", "Clusters"]
+    for article in page.css("article.page"):
+        marks = article.css("mark")
+        assert [m.text() for m in marks] == ["Cures arthritis with no side effects.", "Book today."]
+        assert marks[0].attributes["data-categories"] == "disease_treatment safety_claim"

@@ -1,0 +1,1 @@
+"""The browser review workspace (``regenwatch review DIR --serve``)."""
