@@ -1,0 +1,173 @@
+"""What a page would cost to normalize, estimated before it is parsed (pure, no Beam).
+
+Normalization (models/text.py) is linear in the page's size everywhere in
+our own code, but the HTML parser it uses (selectolax / Lexbor, a
+dependency) is not: measured (bench/page_cost.py, docs/ROBUSTNESS.md), its
+time grows with the square of
+
+* the depth of open elements when a tag is met (``<div>`` x n, nested lists,
+  unclosed formatting elements followed by end tags that reopen them:
+  each such tag scans the stack of open elements);
+* the attributes of one element (each new attribute is checked against the
+  ones before it);
+* the options of one ``<select>`` (the option list is re-walked on insert).
+
+A 5 MiB page of any of these shapes would take minutes. :func:`page_work`
+is an upper bound of that work in units of roughly 3-7 ns of parser time,
+computed in one linear pass over the tags (no parse): the page's length,
+plus a constant per tag (the tree walk), plus for every tag the number of
+elements open at that point, plus the
+square of each tag's attribute count, plus for every option the options
+before it in its select. The pipeline refuses a page whose estimate is over
+``--max_page_work`` (a dead letter with the estimate and the largest term),
+so no admitted page costs more than the budget, whatever its markup.
+
+The estimate errs on the side of the parser: an unclosed ``<span>`` x
+100,000 is cheap for Lexbor but estimated like ``<div>`` x 100,000; real
+pages stay far below the default (the sample set's largest estimate is in
+docs/ROBUSTNESS.md).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List
+
+# Default --max_page_work: ~1-3 s of parser time at the measured 3-7 ns per
+# unit; a plain 5 MiB page costs 5.2 M units, a 10,000-level <div> nest 50 M.
+DEFAULT_MAX_PAGE_WORK = 400_000_000
+
+# Each tag also costs a node or two in the tree that models/text.html_to_text
+# walks in Python (~0.3-0.5 us a node: ~100 units).
+TAG_UNITS = 100
+
+# A tag: "<" name, or "</" name, then anything up to the next "<" or ">".
+# [^<>]* stops at the next "<", so a page of "<a <a <a" is still one pass.
+_TAG = re.compile(r"<(/?)([A-Za-z][^\s/<>]{0,40})([^<>]*)")
+_ATTR = re.compile(r"[^\s=/<>\"']+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>]*))?")
+# Elements whose content is text to the parser, not markup: skipped to their end tag.
+_RAW_TEXT = frozenset("script style textarea title xmp iframe noembed noframes plaintext".split())
+_VOID = frozenset("area base br col embed hr img input link meta param source track wbr keygen frame "
+                  "basefont bgsound image isindex menuitem".split())
+# A start tag of the key closes an open element of one of these names first (HTML's implied end tags).
+_CLOSES = {
+    "li": ("li",), "dt": ("dt", "dd"), "dd": ("dt", "dd"), "option": ("option",),
+    "optgroup": ("option", "optgroup"), "tr": ("td", "th", "tr"), "td": ("td", "th"), "th": ("td", "th"),
+    "tbody": ("td", "th", "tr", "tbody", "thead", "tfoot"), "thead": ("td", "th", "tr", "tbody", "thead"),
+    "tfoot": ("td", "th", "tr", "tbody", "thead"), "rb": ("rb", "rt", "rp"), "rt": ("rb", "rt", "rp"),
+    "rp": ("rb", "rt", "rp"),
+}
+_CLOSES_P = frozenset(
+    "address article aside blockquote center details dialog dir div dl fieldset figcaption figure footer form "
+    "h1 h2 h3 h4 h5 h6 header hgroup hr main menu nav ol p pre section summary table ul li dd dt".split())
+
+
+@dataclass(frozen=True)
+class PageWork:
+    """An upper bound of the parser work a page would take, by term (units of ~3-7 ns)."""
+
+    length: int = 0
+    tags: int = 0
+    depth: int = 0
+    attributes: int = 0
+    options: int = 0
+    max_depth: int = 0
+    max_attributes: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.length + TAG_UNITS * self.tags + self.depth + self.attributes + self.options
+
+    def describe(self) -> str:
+        terms = {"open elements at each tag": self.depth, "attribute pairs": self.attributes,
+                 "options per select": self.options, "characters": self.length,
+                 "tags": TAG_UNITS * self.tags}
+        largest = max(terms, key=terms.get)
+        return (f"{self.total:,} units ({largest}: {terms[largest]:,}; deepest nesting {self.max_depth:,}, "
+                f"most attributes on one element {self.max_attributes:,})")
+
+
+def page_work(content: str, is_html: bool = True) -> PageWork:
+    """The work estimate of one page, in one pass over its tags (linear in its length)."""
+    if not is_html:
+        return PageWork(length=len(content))
+    stack: List[str] = []
+    open_count: Dict[str, int] = {}
+    depth = attributes = options = tags = 0
+    max_depth = max_attributes = 0
+    select_options: List[int] = []  # options so far in each open <select>
+    n = len(content)
+    pos = 0
+    has_comments = "<!--" in content
+    search = _TAG.search
+    find_attrs = _ATTR.findall
+    closes_get = _CLOSES.get
+    while True:
+        m = search(content, pos)
+        if m is None:
+            break
+        if has_comments:
+            # A comment between the last tag and this one hides what follows up to its end.
+            comment = content.find("<!--", pos, m.start())
+            if comment >= 0:
+                end = content.find("-->", comment + 4)
+                if end < 0:
+                    break
+                pos = end + 3
+                continue
+        pos = m.end()
+        tags += 1
+        closing, name, body = m.groups()
+        name = name.lower()
+        level = len(stack)
+        depth += level
+        if closing:
+            if open_count.get(name):
+                while stack:
+                    top = stack.pop()
+                    open_count[top] -= 1
+                    if top == "select" and select_options:
+                        select_options.pop()
+                    if top == name:
+                        break
+            continue
+        if body and not body.isspace():
+            count = len(find_attrs(body))
+            attributes += count * count
+            if count > max_attributes:
+                max_attributes = count
+        if stack:
+            closes = closes_get(name, ())
+            while stack and (stack[-1] in closes or (stack[-1] == "p" and name in _CLOSES_P)):
+                top = stack.pop()
+                open_count[top] -= 1
+                if top == "select" and select_options:
+                    select_options.pop()
+        if select_options and (name == "option" or name == "optgroup"):
+            options += select_options[-1]
+            select_options[-1] += 1
+        if name in _RAW_TEXT:
+            end = _find_end_tag(content, name, pos)
+            if end < 0:
+                break
+            pos = end
+            continue
+        if name in _VOID:
+            continue
+        stack.append(name)
+        open_count[name] = open_count.get(name, 0) + 1
+        if name == "select":
+            select_options.append(0)
+        if level >= max_depth:
+            max_depth = level + 1
+    return PageWork(length=n, tags=tags, depth=depth, attributes=attributes, options=options, max_depth=max_depth,
+                    max_attributes=max_attributes)
+
+
+_END_TAGS = {name: re.compile(r"</" + name, re.IGNORECASE) for name in _RAW_TEXT}
+
+
+def _find_end_tag(content: str, name: str, pos: int) -> int:
+    """Start of the end tag ``</name`` (any case) at or after pos, or -1, without copying the page."""
+    m = _END_TAGS[name].search(content, pos)
+    return m.start() if m else -1
