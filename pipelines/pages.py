@@ -342,14 +342,15 @@ def _raw_text(raw: Any) -> str:
         return raw.to_json()
     if isinstance(raw, str):
         return raw
+    # Broad on purpose, twice: a decoded record can hold anything, and input
+    # never fails a run, not even through a value's own repr().
     try:
         return json.dumps(raw, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError, RecursionError):
+    except Exception:  # pylint: disable=broad-except
         pass
     try:
         return repr(raw)
     except Exception:  # pylint: disable=broad-except
-        # Input never fails a run, not even through its own repr().
         return f"<unprintable {type(raw).__name__}>"
 
 
