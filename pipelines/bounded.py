@@ -29,7 +29,7 @@ import threading
 import zlib
 from typing import Callable, Iterator, Optional
 
-from regenwatch.pipelines.pages import DEFAULT_LIMITS, InputError
+from regenwatch.pipelines.pages import DEFAULT_LIMITS, InputError, JsonlLine, RecordLimits, iter_jsonl_lines
 
 # --max_expanded_bytes and --max_expansion_ratio defaults (pages.RecordLimits).
 # The ratio is judged only once a file has expanded past RATIO_GRACE_BYTES,
@@ -183,6 +183,54 @@ def transcoding_reader(read: Callable[[int], bytes], codec: str) -> Callable[[in
         return b""
 
     return read_utf8
+
+
+def _prepend(head: bytes, read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """read(n) that returns ``head`` first, then what ``read`` returns."""
+    pending = [head] if head else []
+
+    def read_more(n: int) -> bytes:
+        if pending:
+            return pending.pop()
+        return read(n)
+
+    return read_more
+
+
+def jsonl_lines(handle, path: str, limits: RecordLimits = DEFAULT_LIMITS, start: int = 0,
+                end: Optional[int] = None, on_transcode: Optional[Callable[[str], None]] = None) -> Iterator[JsonlLine]:
+    """The lines of a JSON Lines file opened as raw bytes (``compression_type="uncompressed"``), bounded.
+
+    ``.gz`` is inflated by :class:`GunzipReader` under the file's expansion
+    limits; a file that starts with a UTF-16/32 BOM is decoded to UTF-8 as it
+    is read, whole, by the range that starts at 0 (other ranges of it yield
+    nothing); lines over 4x ``limits.max_bytes`` come out ``over_cap`` with
+    their first 1 MiB only. The pipeline's reader (dofns.ReadJsonlRangeFn)
+    and the commands that read page and verdict files outside Beam use this.
+    """
+    cap = limits.max_bytes * 4
+    if path.lower().endswith(".gz"):
+        guard = ExpansionGuard(limits.max_expanded_bytes, limits.max_expansion_ratio, what=path)
+        read = GunzipReader(handle.read, guard).read
+    else:
+        read = handle.read
+    if start > 0:
+        # Uncompressed files only (compressed files are one range, never seeked into).
+        if sniff_bom(handle.read(4)):
+            return  # the range at 0 reads this file whole: its bytes cannot be cut at "\n"
+        handle.seek(start - 1)
+        yield from iter_jsonl_lines(handle.read, start, end, max_line_bytes=cap)
+        return
+    head = read(4)
+    bom = sniff_bom(head)
+    if bom:
+        codec, length = bom
+        if on_transcode is not None:
+            on_transcode(codec)
+        read, end = transcoding_reader(_prepend(head[length:], read), codec), None
+    else:
+        read = _prepend(head, read)
+    yield from iter_jsonl_lines(read, 0, end, max_line_bytes=cap)
 
 
 # --------------------------------------------------------------------------

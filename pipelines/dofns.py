@@ -31,12 +31,10 @@ from regenwatch.models.artifact import (
 from regenwatch.models.text import PageError, looks_like_html, normalize_page
 from regenwatch.pipelines.bounded import (
     ExpansionGuard,
-    GunzipReader,
     avro_block_limit,
     avro_guard,
     install_bounded_avro_codecs,
-    sniff_bom,
-    transcoding_reader,
+    jsonl_lines,
 )
 from regenwatch.pipelines.pagecost import DEFAULT_MAX_PAGE_WORK, page_work
 from regenwatch.pipelines.pages import (
@@ -48,7 +46,6 @@ from regenwatch.pipelines.pages import (
     duplicate_dead_letter,
     encodable,
     flagged_record,
-    iter_jsonl_lines,
     iter_warc_pages,
     now_millis,
     page_from_json_line,
@@ -104,18 +101,6 @@ class ParseJsonLineFn(beam.DoFn):
         yield page
 
 
-def _prepend(head: bytes, read):
-    """read(n) that returns ``head`` first, then what ``read`` returns."""
-    pending = [head] if head else []
-
-    def read_more(n: int) -> bytes:
-        if pending:
-            return pending.pop()
-        return read(n)
-
-    return read_more
-
-
 class ReadJsonlRangeFn(beam.DoFn):
     """(path, start, end) -> (path, line bytes, byte offset) for each line starting in the byte range.
 
@@ -137,31 +122,6 @@ class ReadJsonlRangeFn(beam.DoFn):
         self.dead_read = _dead_counter("read")
         self.transcoded = Metrics.counter(NAMESPACE, "files_transcoded_to_utf8")
 
-    def _lines(self, handle, path: str, start: int, end: Optional[int]):
-        cap = self.max_bytes * 4
-        if path.lower().endswith(".gz"):
-            guard = ExpansionGuard(self.limits.max_expanded_bytes, self.limits.max_expansion_ratio, what=path)
-            read = GunzipReader(handle.read, guard).read
-        else:
-            read = handle.read
-        if start > 0:
-            # A range inside a file that starts with a UTF-16/32 BOM: the
-            # range at 0 reads that file whole (its bytes cannot be cut at "\n").
-            if sniff_bom(handle.read(4)):
-                return
-            handle.seek(start - 1)
-            yield from iter_jsonl_lines(handle.read, start, end, max_line_bytes=cap)
-            return
-        head = read(4)
-        bom = sniff_bom(head)
-        if bom:
-            codec, length = bom
-            self.transcoded.inc()
-            read, end = transcoding_reader(_prepend(head[length:], read), codec), None
-        else:
-            read = _prepend(head, read)
-        yield from iter_jsonl_lines(read, 0, end, max_line_bytes=cap)
-
     def process(self, element: Tuple[str, int, Optional[int]]):
         path, start, end = element
         offset = start
@@ -169,7 +129,8 @@ class ReadJsonlRangeFn(beam.DoFn):
             # Opened as bytes: .gz is inflated here (GunzipReader), never by
             # Beam's CompressedFile; compressed files are one range, never seeked into.
             with FileSystems.open(path, compression_type="uncompressed") as handle:
-                for line in self._lines(handle, path, start, end):
+                for line in jsonl_lines(handle, path, self.limits, start, end,
+                                        on_transcode=lambda codec: self.transcoded.inc()):
                     offset = line.offset
                     if not line.over_cap:
                         yield path, line.data, line.offset
