@@ -15,8 +15,10 @@ time grows with the square of
 A 5 MiB page of any of these shapes would take minutes. :func:`page_work`
 is an upper bound of that work in units of roughly 3-7 ns of parser time,
 computed in one linear pass over the tags (no parse): the page's length,
-plus a constant per tag (the tree walk), plus for every tag the number of
-elements open at that point, plus the
+plus 500 per character of visible text (the text stages and the model's
+features cost 1-5 us a character, linear but not cheap), plus a constant per
+tag (the tree walk), plus for every tag the number of elements open at that
+point, plus the
 square of each tag's attribute count, plus for every option the options
 before it in its select. The pipeline refuses a page whose estimate is over
 ``--max_page_work`` (a dead letter with the estimate and the largest term),
@@ -34,8 +36,17 @@ from dataclasses import dataclass
 from typing import Dict, List
 
 # Default --max_page_work: ~1-3 s of parser time at the measured 3-7 ns per
-# unit; a plain 5 MiB page costs 5.2 M units, a 10,000-level <div> nest 50 M.
-DEFAULT_MAX_PAGE_WORK = 400_000_000
+# unit, or ~1M characters of visible text (see TEXT_UNITS); a 10,000-level
+# <div> nest is 100 M units.
+DEFAULT_MAX_PAGE_WORK = 500_000_000
+# Each character of visible text (outside tags, comments, scripts and
+# styles) costs the text stages and the model's features 1-5 us whatever its
+# shape (measured: 1 us in ordinary sentences, 3 us in spaced-out letters,
+# 4 us in look-alike-letter words, 5 us in one giant word, whose every
+# character n-gram is new): 500 units, the worst case at ~10 ns per unit.
+TEXT_UNITS = 500
+# Each option of a <select> costs the parser ~4x a level of nesting (measured).
+OPTION_UNITS = 4
 
 # Each tag also costs a node or two in the tree that models/text.html_to_text
 # walks in Python (~0.3-0.5 us a node: ~100 units).
@@ -43,7 +54,7 @@ TAG_UNITS = 100
 
 # A tag: "<" name, or "</" name, then anything up to the next "<" or ">".
 # [^<>]* stops at the next "<", so a page of "<a <a <a" is still one pass.
-_TAG = re.compile(r"<(/?)([A-Za-z][^\s/<>]{0,40})([^<>]*)")
+_TAG = re.compile(r"<(/?)([A-Za-z][^\s/<>]{0,40})([^<>]*)>?")
 _ATTR = re.compile(r"[^\s=/<>\"']+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>]*))?")
 # Elements whose content is text to the parser, not markup: skipped to their end tag.
 _RAW_TEXT = frozenset("script style textarea title xmp iframe noembed noframes plaintext".split())
@@ -67,6 +78,7 @@ class PageWork:
     """An upper bound of the parser work a page would take, by term (units of ~3-7 ns)."""
 
     length: int = 0
+    text: int = 0
     tags: int = 0
     depth: int = 0
     attributes: int = 0
@@ -76,12 +88,13 @@ class PageWork:
 
     @property
     def total(self) -> int:
-        return self.length + TAG_UNITS * self.tags + self.depth + self.attributes + self.options
+        return (self.length + TEXT_UNITS * self.text + TAG_UNITS * self.tags + self.depth + self.attributes
+                + OPTION_UNITS * self.options)
 
     def describe(self) -> str:
         terms = {"open elements at each tag": self.depth, "attribute pairs": self.attributes,
-                 "options per select": self.options, "characters": self.length,
-                 "tags": TAG_UNITS * self.tags}
+                 "options per select": OPTION_UNITS * self.options, "characters": self.length,
+                 "tags": TAG_UNITS * self.tags, f"{self.text:,} characters of text": TEXT_UNITS * self.text}
         largest = max(terms, key=terms.get)
         return (f"{self.total:,} units ({largest}: {terms[largest]:,}; deepest nesting {self.max_depth:,}, "
                 f"most attributes on one element {self.max_attributes:,})")
@@ -90,7 +103,7 @@ class PageWork:
 def page_work(content: str, is_html: bool = True) -> PageWork:
     """The work estimate of one page, in one pass over its tags (linear in its length)."""
     if not is_html:
-        return PageWork(length=len(content))
+        return PageWork(length=len(content), text=len(content))
     stack: List[str] = []
     open_count: Dict[str, int] = {}
     depth = attributes = options = tags = 0
@@ -98,6 +111,7 @@ def page_work(content: str, is_html: bool = True) -> PageWork:
     select_options: List[int] = []  # options so far in each open <select>
     n = len(content)
     pos = 0
+    markup = 0  # characters in tags, comments and raw-text elements: not text
     has_comments = "<!--" in content
     search = _TAG.search
     find_attrs = _ATTR.findall
@@ -112,10 +126,14 @@ def page_work(content: str, is_html: bool = True) -> PageWork:
             if comment >= 0:
                 end = content.find("-->", comment + 4)
                 if end < 0:
+                    markup += n - comment
+                    pos = n
                     break
+                markup += end + 3 - comment
                 pos = end + 3
                 continue
         pos = m.end()
+        markup += pos - m.start()
         tags += 1
         closing, name, body = m.groups()
         name = name.lower()
@@ -149,7 +167,10 @@ def page_work(content: str, is_html: bool = True) -> PageWork:
         if name in _RAW_TEXT:
             end = _find_end_tag(content, name, pos)
             if end < 0:
+                markup += n - pos
+                pos = n
                 break
+            markup += end - pos
             pos = end
             continue
         if name in _VOID:
@@ -160,7 +181,12 @@ def page_work(content: str, is_html: bool = True) -> PageWork:
             select_options.append(0)
         if level >= max_depth:
             max_depth = level + 1
-    return PageWork(length=n, tags=tags, depth=depth, attributes=attributes, options=options, max_depth=max_depth,
+    if has_comments and pos < n:
+        comment = content.find("<!--", pos)
+        if comment >= 0:
+            end = content.find("-->", comment + 4)
+            markup += (n if end < 0 else end + 3) - comment
+    return PageWork(length=n, text=max(n - markup, 0), tags=tags, depth=depth, attributes=attributes, options=options, max_depth=max_depth,
                     max_attributes=max_attributes)
 
 
