@@ -89,6 +89,7 @@ class GunzipReader:
         self._pending = b""       # compressed bytes not yet given to the inflater
         self._member_started = False
         self._done = False
+        self._error: Optional[BaseException] = None
 
     def _next_raw(self) -> bytes:
         if self._pending:
@@ -99,6 +100,8 @@ class GunzipReader:
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             raise ValueError("GunzipReader reads in bounded pieces: pass a size")
+        if self._error is not None:
+            raise self._error
         out = []
         wanted = n
         while wanted > 0 and not self._done:
@@ -112,7 +115,8 @@ class GunzipReader:
                     while rest:
                         rest = self._read_raw(self._raw_chunk)
                         if rest.strip(b"\0"):
-                            raise zlib.error("bytes after the last gzip member are not a gzip member")
+                            self._error = zlib.error("bytes after the last gzip member are not a gzip member")
+                            break
                     self._done = True
                     break
                 self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -121,8 +125,9 @@ class GunzipReader:
                 continue
             data = inflater.unconsumed_tail or self._next_raw()
             if not data:
-                if self._member_started or inflater.unconsumed_tail:
-                    raise EOFError("compressed file ended before the end of its gzip stream (truncated)")
+                if self._member_started:
+                    # What came out before the cut is returned first; the next read raises.
+                    self._error = EOFError("compressed file ended before the end of its gzip stream (truncated)")
                 self._done = True
                 break
             self._member_started = True
