@@ -62,6 +62,20 @@ def _properties(harness, folder, paths):
     }
     for kind in sorted(paths):
         props[f"mutated {kind}"] = (mutated(kind), dict(data=st.data()))
+
+    from tests.fuzz.test_fuzz import GOOD_LINES
+
+    def cut_gzip(cut, members):
+        data = hs.gzip_members(GOOD_LINES, members)
+        data = data[:int(cut * len(data))]
+        target = os.path.join(folder, "cut.jsonl.gz")
+        with open(target, "wb") as handle:
+            handle.write(data)
+        expected = [json.loads(line)["id"] for line in hs.stdlib_gunzip_prefix(data).split(b"\n")[:-1]]
+        outcome = harness.jsonl_file(target)
+        assert outcome.balanced and outcome.decided_ids[:len(expected)] == expected, outcome
+
+    props["cut_gzip"] = (cut_gzip, dict(cut=st.floats(0, 1), members=st.lists(st.integers(1, 39), max_size=5)))
     return props
 
 

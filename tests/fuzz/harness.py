@@ -44,6 +44,7 @@ class Outcome:
     flagged: int = 0
     stages: List[str] = field(default_factory=list)
     errors: List[str] = field(default_factory=list)
+    decided_ids: List[str] = field(default_factory=list)
 
     def add(self, other: "Outcome") -> None:
         self.inputs += other.inputs
@@ -52,6 +53,7 @@ class Outcome:
         self.flagged += other.flagged
         self.stages += other.stages
         self.errors += other.errors
+        self.decided_ids += other.decided_ids
 
     @property
     def balanced(self) -> bool:
@@ -107,6 +109,7 @@ class Harness:
                     out.flagged += 1
             else:
                 self._encode("decision", result)
+                out.decided_ids.append(result["id"])
                 decisions += 1
         out.decided += decisions
         assert decisions + out.dead == 1, (decisions, out.dead)

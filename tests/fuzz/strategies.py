@@ -202,3 +202,26 @@ def mutated(draw, data: bytes) -> bytes:
     if draw(st.integers(0, 3)) == 0:
         buf = buf[:draw(st.integers(0, len(buf)))]
     return bytes(buf)
+
+
+def gzip_members(lines, cuts) -> bytes:
+    """The lines (bytes, newline-terminated) as gzip members split at the given line indices."""
+    bounds = [0] + sorted(set(c for c in cuts if 0 < c < len(lines))) + [len(lines)]
+    return b"".join(gzip.compress(b"".join(lines[a:b])) for a, b in zip(bounds, bounds[1:]))
+
+
+def stdlib_gunzip_prefix(data: bytes) -> bytes:
+    """What the standard library's zlib can inflate from (possibly cut) gzip data: the reference."""
+    import zlib
+
+    out = []
+    while data:
+        inflater = zlib.decompressobj(31)
+        try:
+            out.append(inflater.decompress(data))
+        except zlib.error:
+            break
+        if not inflater.eof:
+            break
+        data = inflater.unused_data
+    return b"".join(out)

@@ -82,3 +82,24 @@ test_mutated_avro = _mutated_file_property("seed-null.avro")
 test_mutated_avro_deflate = _mutated_file_property("seed-deflate.avro")
 test_mutated_warc = _mutated_file_property("sample.warc")
 test_mutated_warc_gz = _mutated_file_property("sample.warc.gz")
+
+
+GOOD_LINES = [json.dumps({"id": f"g{i}", "content": f"Stem cell clinic page {i}: exosomes heal joints."}).encode()
+              + b"\n" for i in range(40)]
+
+
+@FUZZ
+@given(cut=st.floats(0, 1), members=st.lists(st.integers(1, 39), max_size=5))
+def test_a_cut_gzip_keeps_every_page_before_the_cut(harness, seeds, cut, members):
+    """Every page whose line the standard library can inflate before the cut is decided."""
+    folder, _ = seeds
+    data = hs.gzip_members(GOOD_LINES, members)
+    data = data[:int(cut * len(data))]
+    path = os.path.join(folder, "cut.jsonl.gz")
+    with open(path, "wb") as handle:
+        handle.write(data)
+    reference = hs.stdlib_gunzip_prefix(data)
+    expected = [json.loads(line)["id"] for line in reference.split(b"\n")[:-1]]
+    outcome = harness.jsonl_file(path)
+    _check(outcome)
+    assert outcome.decided_ids[:len(expected)] == expected, (outcome.decided_ids, expected)
