@@ -31,6 +31,9 @@ def main(argv=None, log=print) -> dict:
     parser.add_argument("--model", default="default")
     parser.add_argument("--json", default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--run-option", action="append", default=[], metavar="--FLAG=VALUE",
+                        help="Extra option for regenwatch run, e.g. --run-option=--max_expansion_ratio=1e9 to "
+                             "inflate the 1 GiB line whole (memory then bounded by chunked reading alone).")
     args = parser.parse_args(argv)
 
     import fastavro
@@ -47,7 +50,8 @@ def main(argv=None, log=print) -> dict:
         f"{sum(sizes.values()) / 2 ** 20:.0f} MiB on disk; kinds: {', '.join(mix.kinds)}")
     out = os.path.join(workdir, "out")
     usage = run_measured([sys.executable, "-m", "regenwatch.cli", "run", "--input", os.path.join(folder, "*"),
-                          "--output", out, "--run_id", "hostile", "--model", args.model], timeout=3600)
+                          "--output", out, "--run_id", "hostile", "--model", args.model, *args.run_option],
+                         timeout=3600)
     run_dir = os.path.join(out, "hostile")
     marker = json.load(open(os.path.join(run_dir, "_SUCCESS"))) if os.path.exists(
         os.path.join(run_dir, "_SUCCESS")) else {}
@@ -62,6 +66,7 @@ def main(argv=None, log=print) -> dict:
     decisions, dead = records("decisions"), records("deadletter")
     decided = {d["id"] for d in decisions}
     report = {
+        "run_options": args.run_option,
         "exit_code": usage.returncode,
         "status": marker.get("status"),
         "pages_read": marker.get("counts", {}).get("pages_read"),

@@ -265,7 +265,7 @@ def check_page_work(page: Page, max_page_work: int) -> None:
         is_html = looks_like_html(page.content)
     else:
         is_html = "html" in page.content_type.lower()
-    work = page_work(page.content, is_html)
+    work = page_work(page.content, is_html, stop_above=max_page_work)
     if work.total > max_page_work:
         raise PageTooCostly(f"normalizing this page would cost about {work.describe()}, over the budget of "
                             f"{max_page_work:,} (--max_page_work)")

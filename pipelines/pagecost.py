@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 # Default --max_page_work: ~1-3 s of parser time at the measured 3-7 ns per
 # unit, or ~1M characters of visible text (see TEXT_UNITS); a 10,000-level
@@ -85,6 +85,9 @@ class PageWork:
     options: int = 0
     max_depth: int = 0
     max_attributes: int = 0
+    # True when the scan stopped early, its total already over ``stop_above``:
+    # the figures are then a lower bound of the page's, and over the budget.
+    partial: bool = False
 
     @property
     def total(self) -> int:
@@ -96,12 +99,18 @@ class PageWork:
                  "options per select": OPTION_UNITS * self.options, "characters": self.length,
                  "tags": TAG_UNITS * self.tags, f"{self.text:,} characters of text": TEXT_UNITS * self.text}
         largest = max(terms, key=terms.get)
-        return (f"{self.total:,} units ({largest}: {terms[largest]:,}; deepest nesting {self.max_depth:,}, "
+        return (f"{'at least ' if self.partial else ''}{self.total:,} units ({largest}: {terms[largest]:,}; "
+                f"deepest nesting {self.max_depth:,}, "
                 f"most attributes on one element {self.max_attributes:,})")
 
 
-def page_work(content: str, is_html: bool = True) -> PageWork:
-    """The work estimate of one page, in one pass over its tags (linear in its length)."""
+def page_work(content: str, is_html: bool = True, stop_above: Optional[int] = None) -> PageWork:
+    """The work estimate of one page, in one pass over its tags (linear in its length).
+
+    With ``stop_above``, the scan stops as soon as the estimate so far is
+    over it (checked every 1,024 tags), so refusing a page costs no more than
+    scanning the part of it that fits the budget.
+    """
     if not is_html:
         return PageWork(length=len(content), text=len(content))
     stack: List[str] = []
@@ -116,7 +125,16 @@ def page_work(content: str, is_html: bool = True) -> PageWork:
     search = _TAG.search
     find_attrs = _ATTR.findall
     closes_get = _CLOSES.get
+    check_at = 1024
     while True:
+        if stop_above is not None and tags >= check_at:
+            check_at = tags + 1024
+            so_far = (pos + TEXT_UNITS * max(pos - markup, 0) + TAG_UNITS * tags + depth + attributes
+                      + OPTION_UNITS * options)
+            if so_far > stop_above:
+                return PageWork(length=pos, text=max(pos - markup, 0), tags=tags, depth=depth,
+                                attributes=attributes, options=options, max_depth=max_depth,
+                                max_attributes=max_attributes, partial=True)
         m = search(content, pos)
         if m is None:
             break

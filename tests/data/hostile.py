@@ -165,7 +165,7 @@ def write_hostile_mix(folder: str, full: bool = False, seed: int = 15) -> Mix:
     write("cut.warc.gz", out.getvalue()[: len(out.getvalue()) // 2], 0, "truncated warc")
 
     # Pages whose markup or text is pathological (sizes: the benchmark's up to 5 MiB).
-    n = 5 * 1024 * 1024 if full else 400_000
+    n = 5 * 1024 * 1024 - 64 if full else 400_000  # within --max_page_bytes: the work budget decides
     pathological = [
         ("deep-div", "<div>" * (n // 11) + "Stem cells cure." + "</div>" * (n // 11)),
         ("attributes", "<div " + " ".join(f"a{i}=1" for i in range(n // 8)) + ">Stem cells.</div>"),
@@ -179,7 +179,7 @@ def write_hostile_mix(folder: str, full: bool = False, seed: int = 15) -> Mix:
         ("spaced", "s t e m c e l l s " * (n // 18)),
     ]
     write("pathological.jsonl", b"".join(
-        json.dumps({"id": f"patho-{name}", "content": content, "content_type": "text/html"}).encode() + b"\n"
+        json.dumps({"id": f"patho-{name}", "content": content[:n], "content_type": "text/html"}).encode() + b"\n"
         for name, content in pathological), len(pathological), "pathological pages")
     # Not a page format.
     write("notes.pdf", b"%PDF-1.4 not pages", 1, "unsupported")

@@ -471,3 +471,12 @@ def test_page_from_json_line_keeps_its_old_signature():
     assert (page.id, page.source, page.position) == ("a", "s", 3)
     with pytest.raises(pages_module.InputError, match="over the cap of 10"):
         page_from_json_line(b'{"id": "a", "content": "' + b"b" * 11 + b'"}', max_bytes=10)
+
+
+def test_refusing_a_page_costs_no_more_than_scanning_its_budget():
+    content = "<ul><li>" * 600_000
+    work = page_work(content, stop_above=10_000_000)
+    assert work.partial and work.total > 10_000_000 and work.length < len(content) // 10
+    assert "at least" in work.describe()
+    whole = page_work(content)
+    assert not whole.partial and whole.total > work.total
