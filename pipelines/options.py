@@ -174,9 +174,10 @@ _FIELD_LIMITS = ("max_id_chars", "max_url_chars", "max_title_chars", "max_conten
 
 def record_limits(opts: RegenwatchOptions) -> RecordLimits:
     """The per-record limits of a run, from its options."""
+    # A field is part of its record: a default over a lowered --max_page_bytes follows it down.
     return RecordLimits(
         max_bytes=opts.max_page_bytes,
-        **{name: getattr(opts, name) for name in _FIELD_LIMITS},
+        **{name: min(getattr(opts, name), opts.max_page_bytes) for name in _FIELD_LIMITS},
         max_expanded_bytes=opts.max_expanded_bytes,
         max_expansion_ratio=opts.max_expansion_ratio,
     )
@@ -190,7 +191,8 @@ def _limit_errors(opts: RegenwatchOptions) -> list:
             errors.append(f"--{name} must be positive")
     if opts.max_page_bytes > 0:
         for name in _FIELD_LIMITS:
-            if getattr(opts, name) > opts.max_page_bytes:
+            # Set explicitly over the page cap: a mistake to report (a default follows the cap down).
+            if getattr(opts, name) > opts.max_page_bytes and getattr(opts, name) != getattr(DEFAULT_LIMITS, name):
                 errors.append(f"--{name} ({getattr(opts, name)}) cannot be over --max_page_bytes "
                               f"({opts.max_page_bytes}): a record's field is part of its line")
         if opts.max_expanded_bytes < 4 * opts.max_page_bytes:

@@ -455,6 +455,9 @@ def test_limit_options_have_help_defaults_and_cross_field_checks():
 
     validate_options(opts())
     assert record_limits(opts("--max_id_chars", "9")).max_id_chars == 9
+    # A lowered page cap takes the field defaults down with it, without an error.
+    validate_options(opts("--max_page_bytes", "1000"))
+    assert record_limits(opts("--max_page_bytes", "1000")).max_url_chars == 1000
     for argv, message in [
         (("--max_url_chars", "0"), "--max_url_chars must be positive"),
         (("--max_page_bytes", "1000", "--max_id_chars", "2000"), "cannot be over --max_page_bytes"),
