@@ -36,7 +36,7 @@ from regenwatch.pipelines.bounded import (
     install_bounded_avro_codecs,
     jsonl_lines,
 )
-from regenwatch.pipelines.pagecost import DEFAULT_MAX_PAGE_WORK, page_work
+from regenwatch.pipelines.pagecost import DEFAULT_MAX_PAGE_WORK, page_work, quick_bound
 from regenwatch.pipelines.pages import (
     InputError,
     Page,
@@ -265,6 +265,8 @@ def check_page_work(page: Page, max_page_work: int) -> None:
         is_html = looks_like_html(page.content)
     else:
         is_html = "html" in page.content_type.lower()
+    if quick_bound(page.content, is_html) <= max_page_work:
+        return  # far within the budget: no need for the scan
     work = page_work(page.content, is_html, stop_above=max_page_work)
     if work.total > max_page_work:
         raise PageTooCostly(f"normalizing this page would cost about {work.describe()}, over the budget of "

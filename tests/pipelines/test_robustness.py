@@ -19,6 +19,8 @@ import zlib
 import apache_beam as beam
 import fastavro
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from apache_beam.io.filesystem import FileMetadata
 
 from regenwatch.pipelines import pages as pages_module
@@ -483,3 +485,26 @@ def test_refusing_a_page_costs_no_more_than_scanning_its_budget():
     assert "at least" in work.describe()
     whole = page_work(content)
     assert not whole.partial and whole.total > work.total
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pieces=st.lists(st.sampled_from(["<div>", "</div>", "<select>", "<option>", "</p>", "<b>", "<li>", "<ul>",
+                                        "<a b c d e f>", "<x " + "a " * 600 + ">", "<!--", "-->", "<script>",
+                                        "</script>", "text ", "<", ">", "=", "'", '"', "<p a=1 b='2' c=\"3\">"]),
+                       max_size=400), html=st.booleans())
+def test_quick_bound_is_an_upper_bound_of_the_estimate(pieces, html):
+    from regenwatch.pipelines.pagecost import quick_bound
+
+    content = "".join(pieces)
+    assert page_work(content, html).total <= quick_bound(content, html)
+
+
+def test_most_pages_skip_the_scan():
+    from regenwatch.pipelines.pagecost import quick_bound
+    from regenwatch.training.data_io import load_sample_set
+
+    pages = load_sample_set().pages
+    html = ["<html><body>" + "".join(f"<div class='row'><p data-i='{i}'>{line}</p></div>"
+                                     for i, line in enumerate(p["text"].split("\n"))) + "</body></html>"
+            for p in pages]
+    assert all(quick_bound(h) <= DEFAULT_MAX_PAGE_WORK for h in html)
