@@ -108,8 +108,9 @@ class RegenwatchOptions(PipelineOptions):
             "--max_page_work",
             type=int,
             default=DEFAULT_MAX_PAGE_WORK,
-            help="Pages whose estimated normalization work (characters, tags, nesting, attributes; "
-                 "units of ~3-7 ns, docs/ROBUSTNESS.md) is over this become dead letters before parsing.",
+            help="Pages whose estimated work (visible text, tags, nesting, attributes, select options; "
+                 "units of ~3-8 ns, docs/ROBUSTNESS.md) is over this become dead letters before parsing; "
+                 "the default refuses pages of more than ~1 M characters of visible text.",
         )
         parser.add_argument(
             "--batch_size",
