@@ -5,7 +5,7 @@
 decision threshold (one page per distinct content, so exact duplicates do not
 use up labels), finds their text in the run's input files (decision records
 carry no text) and writes them in the labeling format of
-``training/data/train_pages.jsonl`` with ``label`` null.
+``training/data/real/train_pages.jsonl`` with ``label`` null.
 
 The helpers that read a run's inputs and outputs without a Beam pipeline
 (:func:`read_outputs`, :func:`iter_input_pages`, :func:`find_pages`) live
@@ -176,7 +176,7 @@ def _nearest(decisions: List[dict], n: int, threshold: float) -> List[dict]:
 
 
 def labeling_row(decision: dict, page: Page, threshold: float) -> dict:
-    """A page to label, in the format of training/data/train_pages.jsonl (label null)."""
+    """A page to label, in the format of training/data/real/train_pages.jsonl (label null)."""
     return {
         "id": page.id,
         "source_url": page.url,
@@ -234,7 +234,7 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
     parser.add_argument("--pages", nargs="+", required=True, metavar="GLOB",
                         help="The run's input files (decision records carry no text).")
     parser.add_argument("--out", default="to_label.jsonl",
-                        help="JSON Lines file to write, in the labeling format of training/data/train_pages.jsonl.")
+                        help="JSON Lines file to write, in the labeling format of training/data/real/train_pages.jsonl.")
     parser.add_argument("--threshold", type=float, default=None,
                         help="Decision threshold; default: the one in the run's flagged records.")
     return parser

@@ -26,7 +26,7 @@ from regenwatch.training.feedback import (
 from tests.conftest import REPO
 from tests.review_pages import write_jsonl
 
-TRAIN_PAGES = os.path.join(REPO, "training", "data", "train_pages.jsonl")
+TRAIN_PAGES = os.path.join(REPO, "training", "data", "real", "train_pages.jsonl")
 AUTHORED = os.path.join(REPO, "training", "data", "authored")
 N_SAMPLE = 60
 THRESHOLD = 0.5

