@@ -274,6 +274,29 @@ class _Analysis:
 # The estimator
 
 
+_THREADPOOLS = None
+
+
+def _one_openmp_thread():
+    """A context in which scikit-learn's OpenMP loops run on the calling thread only.
+
+    HistGradientBoostingClassifier.predict_proba opens one OpenMP parallel
+    region per tree (200 for the rationale model). For the few thousand rows
+    of a batch the threads only add synchronization, and where the cores are
+    busy (a pipeline worker per core, other jobs) every region waits for its
+    threads to be scheduled: one page's call took ~0.4 CPU-s at load 5
+    (BENCHMARKS.md, stop 13). Each row is scored on its own whatever the
+    number of threads, so the probabilities are the same. The controller (it
+    scans the loaded libraries) is built once per process.
+    """
+    global _THREADPOOLS
+    if _THREADPOOLS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _THREADPOOLS = ThreadpoolController()
+    return _THREADPOOLS.limit(limits=1, user_api="openmp")
+
+
 class ClaimModel(BaseEstimator, ClassifierMixin):
     """Page classifier stacked on sentence-level claim detection.
 
@@ -602,7 +625,31 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         model = getattr(self, "rationale_model_", None)
         if model is None or not len(sentences):
             return P[:, 0]
-        return model.predict_proba(self._rerank_features(P, page_feats, sentences))[:, 1]
+        with _one_openmp_thread():
+            return model.predict_proba(self._rerank_features(P, page_feats, sentences))[:, 1]
+
+    def _claim_strengths(self, probs: np.ndarray, feats: np.ndarray, offsets: Sequence[int],
+                         pages: Sequence[NormalizedPage]) -> List[np.ndarray]:
+        """_claim_strength of every page of a batch, with one call of the rationale model for the batch.
+
+        The boosted trees score each row on its own, so the numbers are those
+        of one call per page; but each call costs ~0.1 ms per tree of fixed
+        work (input checks, and an OpenMP parallel region per tree, 200
+        trees), which per page cost more than the rest of the model, and
+        several times that on a loaded machine (see _one_openmp_thread).
+        """
+        model = getattr(self, "rationale_model_", None)
+        spans = [(offsets[i], offsets[i + 1]) for i in range(len(pages))]
+        if model is None:
+            return [probs[lo:hi, 0] for lo, hi in spans]
+        rows = [self._rerank_features(probs[lo:hi], feats[i], page.sentences)
+                for i, ((lo, hi), page) in enumerate(zip(spans, pages)) if hi > lo]
+        if not rows:
+            return [probs[lo:hi, 0] for lo, hi in spans]
+        with _one_openmp_thread():
+            strength = model.predict_proba(np.vstack(rows))[:, 1]
+        # The pages' sentences are consecutive rows of the batch, as in probs.
+        return [strength[lo:hi] for lo, hi in spans]
 
     def _n_page_features(self) -> int:
         return 8 + len(CATEGORIES) + (len(PAGE_CUE_NAMES) if self._uses_cues() else 0)
@@ -662,10 +709,11 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         Xs = Xs.tocsr()
         scores = self.page_model_.predict_proba(feats)[:, 1]
         threshold = self.threshold if threshold is None else threshold
+        strengths = self._claim_strengths(probs, feats, offsets, pages)
         out = []
         for i, page in enumerate(pages):
             lo, hi = offsets[i], offsets[i + 1]
-            strength = self._claim_strength(probs[lo:hi], feats[i], page.sentences)
+            strength = strengths[i]
             rationale = self._rationale(page, (Xs, lo), probs[lo:hi], flagged=scores[i] >= threshold,
                                         strength=strength)
             categories = sorted({c for r in rationale for c in r.categories}, key=CATEGORIES.index)
