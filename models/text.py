@@ -326,10 +326,12 @@ _ABBREV = frozenset(
 )
 # Candidate boundaries: terminal punctuation (optionally closing quotes or
 # brackets) followed by space, or glued directly to a capitalised word
-# ("involved.One"), or CJK full stops. The lookbehind lets a match start
+# ("involved.One") or to a Chinese or Japanese character (NFKC turns the
+# full-width "！" and "？" of CJK text into "!" and "?", which that text
+# never follows with a space), or CJK full stops. The lookbehind lets a match start
 # only at the first mark of a run: without it every position inside "!!!!…"
 # retried the whole run, quadratic in its length (a 1 MB run took hours).
-_BOUNDARY = re.compile(r"(?<![.!?…])([.!?…]+[\"'”’)\]]*)(\s+|(?=[A-Z][a-z]))|([。！？]+)")
+_BOUNDARY = re.compile(r"(?<![.!?…])([.!?…]+[\"'”’)\]]*)(\s+|(?=[A-Z][a-z])|(?=[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]))|([。！？]+)")
 # Longest abbreviation in _ABBREV is 4 characters; looking further back for
 # the word before a full stop is never needed.
 _LAST_WORD_WINDOW = 16

@@ -368,10 +368,18 @@ class SketchRowFn(beam.DoFn):
 
     def __init__(self):
         self.pages = Metrics.counter(NAMESPACE, "cluster_pages_signed")
+        self.unsigned = Metrics.counter(NAMESPACE, "cluster_pages_not_signed")
 
     def process(self, element):
         page, normalized = element
-        row = sketch_row(page.id, page.content_sha256(), normalized.text)
+        try:
+            row = sketch_row(page.id, page.content_sha256(), normalized.text)
+        except Exception:  # pylint: disable=broad-except
+            # Per-record isolation: the page is decided (or dead-lettered) by
+            # the scoring path; a page that cannot be sketched stays a cluster
+            # of one rather than failing the run.
+            self.unsigned.inc()
+            return
         if row is not None:
             self.pages.inc()
             yield row

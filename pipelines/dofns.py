@@ -28,21 +28,37 @@ from regenwatch.models.artifact import (
     read_manifest,
     resolve_model_uri,
 )
-from regenwatch.models.text import PageError, normalize_page
+from regenwatch.models.text import PageError, looks_like_html, normalize_page
+from regenwatch.pipelines.bounded import (
+    ExpansionGuard,
+    avro_block_limit,
+    avro_guard,
+    install_bounded_avro_codecs,
+    jsonl_lines,
+)
+from regenwatch.pipelines.pagecost import DEFAULT_MAX_PAGE_WORK, page_work, quick_bound
 from regenwatch.pipelines.pages import (
     InputError,
     Page,
+    RecordLimits,
     dead_letter,
     decision_record,
     duplicate_dead_letter,
+    encodable,
     flagged_record,
-    iter_jsonl_lines,
     iter_warc_pages,
     now_millis,
     page_from_json_line,
     page_from_record,
     page_ref,
 )
+
+# Per-record isolation. Where one record (a line, an Avro record, a WARC
+# record, a page, a batch's page) is handled, ``except Exception`` is
+# deliberate: whatever one record raises, of any type (RecursionError from
+# deep JSON, UnicodeEncodeError, MemoryError, a library's own bug), becomes
+# that record's dead letter with its stage and the run goes on. Exceptions
+# that are not Exception (KeyboardInterrupt, SystemExit) still end the run.
 
 NAMESPACE = "regenwatch"
 DEAD_LETTER = "dead_letter"
@@ -53,11 +69,16 @@ def _dead_counter(stage: str):
     return Metrics.counter(NAMESPACE, f"dead_letter_{stage}")
 
 
+def _limits(max_bytes: int, limits: Optional[RecordLimits]) -> RecordLimits:
+    return limits if limits is not None else RecordLimits(max_bytes=max_bytes)
+
+
 class ParseJsonLineFn(beam.DoFn):
     """(filename, line bytes[, byte offset]) -> Page, or a dead letter."""
 
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, limits: Optional[RecordLimits] = None):
         self.max_bytes = max_bytes
+        self.limits = _limits(max_bytes, limits)
         self.read = Metrics.counter(NAMESPACE, "pages_read")
         self.blank = Metrics.counter(NAMESPACE, "blank_lines")
         self.dead = _dead_counter("parse")
@@ -71,10 +92,13 @@ class ParseJsonLineFn(beam.DoFn):
             return
         self.read.inc()
         try:
-            yield page_from_json_line(line, source=source, max_bytes=self.max_bytes, position=position)
-        except InputError as exc:
+            page = page_from_json_line(line, source=source, position=position, limits=self.limits)
+        except Exception as exc:  # pylint: disable=broad-except
+            # Per-record isolation (see the top of this module).
             self.dead.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(line, "parse", exc, source=source))
+            return
+        yield page
 
 
 class ReadJsonlRangeFn(beam.DoFn):
@@ -82,26 +106,31 @@ class ReadJsonlRangeFn(beam.DoFn):
 
     Lines are read in 1 MiB chunks (pages.iter_jsonl_lines): a line over the
     page cap becomes a dead letter with its first 1 MiB, without ever being
-    held whole. A file that cannot be read on (a corrupt gzip) ends in one
-    dead letter; the lines before it are kept.
+    held whole. ``.gz`` files are inflated 1 MiB at a time under the file's
+    expansion limits (pipelines/bounded.py). A file starting with a UTF-16 or
+    UTF-32 byte-order mark is decoded to UTF-8 as it is read (whole, by the
+    range that starts at 0; offsets are then in the UTF-8 text). A file that
+    cannot be read on (a corrupt gzip, an expansion over the limits) ends in
+    one dead letter; the lines before it are kept.
     """
 
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
+    def __init__(self, max_bytes: int, limits: Optional[RecordLimits] = None):
+        self.limits = _limits(max_bytes, limits)
+        self.max_bytes = self.limits.max_bytes
         self.read = Metrics.counter(NAMESPACE, "pages_read")
         self.dead_parse = _dead_counter("parse")
         self.dead_read = _dead_counter("read")
+        self.transcoded = Metrics.counter(NAMESPACE, "files_transcoded_to_utf8")
 
     def process(self, element: Tuple[str, int, Optional[int]]):
         path, start, end = element
         offset = start
         try:
-            # FileSystems.open decompresses .gz & co. by extension; compressed
-            # files are one range, so they are never seeked into.
-            with FileSystems.open(path) as handle:
-                if start > 0:
-                    handle.seek(start - 1)
-                for line in iter_jsonl_lines(handle.read, start, end, max_line_bytes=self.max_bytes * 4):
+            # Opened as bytes: .gz is inflated here (GunzipReader), never by
+            # Beam's CompressedFile; compressed files are one range, never seeked into.
+            with FileSystems.open(path, compression_type="uncompressed") as handle:
+                for line in jsonl_lines(handle, path, self.limits, start, end,
+                                        on_transcode=lambda codec: self.transcoded.inc()):
                     offset = line.offset
                     if not line.over_cap:
                         yield path, line.data, line.offset
@@ -114,7 +143,8 @@ class ReadJsonlRangeFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(DEAD_LETTER, {**record, "raw_truncated": True})
         except Exception as exc:  # pylint: disable=broad-except
             # A corrupt or truncated compressed file (zlib.error, EOFError,
-            # OSError...): the rest of the file is one dead letter.
+            # OSError...), or one over its expansion limits: the rest of the
+            # file is one dead letter.
             self.read.inc()
             self.dead_read.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
@@ -122,28 +152,43 @@ class ReadJsonlRangeFn(beam.DoFn):
 
 
 class ReadAvroFileFn(beam.DoFn):
-    """A matched .avro file -> Pages (streamed record by record), or dead letters."""
+    """A matched .avro file -> Pages (streamed record by record), or dead letters.
 
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
+    Blocks are read through pipelines/bounded.py's codec readers: a block
+    over its size limit, or a file over its expansion limits, ends the file
+    in one dead letter.
+    """
+
+    def __init__(self, max_bytes: int, limits: Optional[RecordLimits] = None):
+        self.limits = _limits(max_bytes, limits)
+        self.max_bytes = self.limits.max_bytes
         self.read = Metrics.counter(NAMESPACE, "pages_read")
         self.dead_parse = _dead_counter("parse")
         self.dead_read = _dead_counter("read")
 
+    def setup(self):
+        install_bounded_avro_codecs()
+
     def process(self, readable_file):
         import fastavro
 
+        install_bounded_avro_codecs()  # idempotent; also when called without setup()
         path = readable_file.metadata.path
         index = 0
+        guard = ExpansionGuard(self.limits.max_expanded_bytes, self.limits.max_expansion_ratio, what=path)
         try:
-            with FileSystems.open(path) as handle:
+            with FileSystems.open(path, compression_type="uncompressed") as handle, \
+                    avro_guard(guard, avro_block_limit(self.max_bytes)):
                 for index, record in enumerate(fastavro.reader(handle)):
                     self.read.inc()
                     try:
-                        yield page_from_record(record, source=path, max_bytes=self.max_bytes, position=index)
-                    except InputError as exc:
+                        page = page_from_record(record, source=path, position=index, limits=self.limits)
+                    except Exception as exc:  # pylint: disable=broad-except
+                        # Per-record isolation (see the top of this module).
                         self.dead_parse.inc()
                         yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, "parse", exc, source=path))
+                        continue
+                    yield page
         except Exception as exc:  # pylint: disable=broad-except
             # A corrupt or truncated container: what was read is kept, the
             # rest of the file becomes one dead letter naming where it broke.
@@ -160,8 +205,9 @@ class ReadAvroFileFn(beam.DoFn):
 class ReadWarcFileFn(beam.DoFn):
     """A matched .warc / .warc.gz file -> Pages from its response records."""
 
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
+    def __init__(self, max_bytes: int, limits: Optional[RecordLimits] = None):
+        self.limits = _limits(max_bytes, limits)
+        self.max_bytes = self.limits.max_bytes
         self.read = Metrics.counter(NAMESPACE, "pages_read")
         self.skipped = Metrics.counter(NAMESPACE, "warc_records_not_pages")
         self.dead_parse = _dead_counter("parse")
@@ -171,8 +217,9 @@ class ReadWarcFileFn(beam.DoFn):
         path = readable_file.metadata.path
         try:
             with FileSystems.open(path, compression_type="uncompressed") as handle:
-                for item in iter_warc_pages(handle, source=path, max_bytes=self.max_bytes,
-                                            size=readable_file.metadata.size_in_bytes):
+                guard = ExpansionGuard(self.limits.max_expanded_bytes, self.limits.max_expansion_ratio, what=path)
+                for item in iter_warc_pages(handle, source=path, size=readable_file.metadata.size_in_bytes,
+                                            limits=self.limits, guard=guard):
                     if isinstance(item, Page):
                         self.read.inc()
                         yield item
@@ -208,21 +255,49 @@ class UnsupportedFileFn(beam.DoFn):
             source=path)
 
 
-class NormalizeFn(beam.DoFn):
-    """Page -> (Page, NormalizedPage), or a dead letter (stage 'normalize')."""
+class PageTooCostly(PageError):
+    """A page whose estimated normalization work is over --max_page_work (pipelines/pagecost.py)."""
 
-    def __init__(self, max_bytes: int, max_sentences: int):
+
+def check_page_work(page: Page, max_page_work: int) -> None:
+    """Raises PageTooCostly when the page's estimated work (pagecost.page_work) is over the budget."""
+    if page.content_type is None:
+        is_html = looks_like_html(page.content)
+    else:
+        is_html = "html" in page.content_type.lower()
+    if quick_bound(page.content, is_html) <= max_page_work:
+        return  # far within the budget: no need for the scan
+    work = page_work(page.content, is_html, stop_above=max_page_work)
+    if work.total > max_page_work:
+        raise PageTooCostly(f"normalizing this page would cost about {work.describe()}, over the budget of "
+                            f"{max_page_work:,} (--max_page_work)")
+
+
+class NormalizeFn(beam.DoFn):
+    """Page -> (Page, NormalizedPage), or a dead letter (stage 'normalize').
+
+    A page whose estimated work is over ``max_page_work`` is refused before
+    it is parsed (PageTooCostly).
+    """
+
+    def __init__(self, max_bytes: int, max_sentences: int, max_page_work: int = DEFAULT_MAX_PAGE_WORK):
         self.max_bytes = max_bytes
         self.max_sentences = max_sentences
+        self.max_page_work = max_page_work
         self.dead = _dead_counter("normalize")
+        self.too_costly = Metrics.counter(NAMESPACE, "pages_over_work_budget")
         self.obfuscated = Metrics.counter(NAMESPACE, "pages_obfuscated")
 
     def process(self, page: Page):
         try:
+            check_page_work(page, self.max_page_work)
             normalized = normalize_page(page.content, page.content_type, max_chars=self.max_bytes,
                                         max_sentences=self.max_sentences)
-        except PageError as exc:
+        except Exception as exc:  # pylint: disable=broad-except
+            # Per-record isolation (see the top of this module).
             self.dead.inc()
+            if isinstance(exc, PageTooCostly):
+                self.too_costly.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(page, "normalize", exc))
             return
         if normalized.signals:
@@ -324,6 +399,7 @@ class ScoreBatchFn(beam.DoFn):
         self._shared = shared.Shared()
         self.decided = Metrics.counter(NAMESPACE, "pages_decided")
         self.dead = _dead_counter("score")
+        self.dead_encode = _dead_counter("encode")
         self.flag_counters = {s: Metrics.counter(NAMESPACE, f"flagged_{s}") for s in ("high", "medium", "low")}
         self.batch_sizes = Metrics.distribution(NAMESPACE, "score_batch_size")
         self.swap_counter = Metrics.counter(NAMESPACE, "model_swaps")
@@ -394,13 +470,39 @@ class ScoreBatchFn(beam.DoFn):
             self.swap_counter.inc()
             return loaded
 
+    def _schemas(self) -> dict:
+        schemas = getattr(self, "_parsed_schemas", None)
+        if schemas is None:
+            import fastavro
+
+            from regenwatch.schemas import load_schema
+
+            schemas = self._parsed_schemas = {name: fastavro.parse_schema(load_schema(name))
+                                              for name in ("decision", "flagged")}
+        return schemas
+
     def _emit(self, loaded, threshold, page, normalized, score, processed_at):
+        # Both records are built and encoded (as the writer will) before
+        # either is emitted: a page whose records cannot be written becomes
+        # one dead letter (stage "encode") instead of failing the write.
+        try:
+            decision = decision_record(page, score, threshold, loaded.version, processed_at)
+            flagged = (flagged_record(page, normalized, score, threshold, loaded.version, processed_at)
+                       if decision["flagged"] else None)
+            schemas = self._schemas()
+            encodable(decision, schemas["decision"])
+            if flagged is not None:
+                # Cluster fields are added later, with their schema defaults until then.
+                encodable(flagged, schemas["flagged"])
+        except Exception as exc:  # pylint: disable=broad-except
+            # Per-record isolation (see the top of this module).
+            self.dead_encode.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(page, "encode", exc))
+            return
         self.decided.inc()
-        decision = decision_record(page, score, threshold, loaded.version, processed_at)
-        if decision["flagged"]:
+        if flagged is not None:
             self.flag_counters[decision["severity"]].inc()
-            yield beam.pvalue.TaggedOutput(FLAGGED, flagged_record(
-                page, normalized, score, threshold, loaded.version, processed_at))
+            yield beam.pvalue.TaggedOutput(FLAGGED, flagged)
         yield decision
 
     def process(self, batch: List[Tuple[Page, object]]):
@@ -410,7 +512,11 @@ class ScoreBatchFn(beam.DoFn):
         processed_at = now_millis()
         try:
             scores = loaded.model.score_pages([n for _, n in batch], threshold=threshold)
-        except (ValueError, TypeError, ArithmeticError, MemoryError) as exc:
+            if len(scores) != len(batch):
+                raise ValueError(f"the model scored {len(scores)} of {len(batch)} pages")
+        except Exception as exc:  # pylint: disable=broad-except
+            # One page can fail a vectorized batch: each is retried alone,
+            # so only the page at fault becomes a dead letter.
             logging.warning("batch of %d failed (%s); scoring pages one by one", len(batch), exc)
             yield from self._one_by_one(loaded, threshold, batch, processed_at)
             return
@@ -421,7 +527,8 @@ class ScoreBatchFn(beam.DoFn):
         for page, normalized in batch:
             try:
                 [score] = loaded.model.score_pages([normalized], threshold=threshold)
-            except (ValueError, TypeError, ArithmeticError, MemoryError) as exc:
+            except Exception as exc:  # pylint: disable=broad-except
+                # Per-record isolation (see the top of this module).
                 self.dead.inc()
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(page, "score", exc))
                 continue

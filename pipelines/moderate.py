@@ -20,7 +20,7 @@ from apache_beam.runners.runner import PipelineResult
 
 from regenwatch.models.artifact import load_model
 from regenwatch.pipelines.dofns import NAMESPACE, verified_model
-from regenwatch.pipelines.options import RegenwatchOptions, absolute_local_paths, validate_options
+from regenwatch.pipelines.options import RegenwatchOptions, absolute_local_paths, record_limits, validate_options
 from regenwatch.pipelines import publish
 from regenwatch.pipelines.transforms import (
     REDELIVERY_KEY_PASS,
@@ -56,16 +56,18 @@ def build_pipeline(p: beam.Pipeline, options: RegenwatchOptions, output_dir: Opt
     # here rather than held in memory; "_" hides them from readers, and
     # publishing removes the staging directory with them.
     row_staging = FileSystems.join(output_dir, ROW_STAGING)
-    pages, read_dead = p | "ReadPages" >> ReadPages(options.input, options.max_page_bytes)
+    limits = record_limits(options)
+    pages, read_dead = p | "ReadPages" >> ReadPages(options.input, options.max_page_bytes, limits)
     # A re-delivered page (same id, same content) is decided once; see
     # pipelines/pages.py, "Duplicate ids".
     pages, duplicates = pages | "DropRedeliveries" >> DropRedeliveries(
-        options.input, options.max_page_bytes, staging=row_staging)
+        options.input, options.max_page_bytes, staging=row_staging, limits=limits)
     moderated = pages | "ModeratePages" >> ModeratePages(
         model_uri=options.model,
         threshold=options.threshold,
         max_bytes=options.max_page_bytes,
         max_sentences=options.max_sentences,
+        max_page_work=options.max_page_work,
         batch_size=options.batch_size,
         model_sha256=model_sha256,
         # Cluster fields are attached while writing (WriteClusteredFlagged),

@@ -10,7 +10,8 @@ import os
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from regenwatch.models.text import DEFAULT_MAX_SENTENCES
-from regenwatch.pipelines.pages import DEFAULT_MAX_PAGE_BYTES
+from regenwatch.pipelines.pagecost import DEFAULT_MAX_PAGE_WORK
+from regenwatch.pipelines.pages import DEFAULT_LIMITS, DEFAULT_MAX_PAGE_BYTES, RecordLimits
 
 
 class RegenwatchOptions(PipelineOptions):
@@ -56,6 +57,60 @@ class RegenwatchOptions(PipelineOptions):
             type=int,
             default=DEFAULT_MAX_SENTENCES,
             help="Sentences scored per page at most (bounds work on pathological pages).",
+        )
+        # What one record may carry (issue 15); over a limit, the record is a dead letter.
+        parser.add_argument(
+            "--max_id_chars",
+            type=int,
+            default=DEFAULT_LIMITS.max_id_chars,
+            help="Records whose id has more characters than this become dead letters.",
+        )
+        parser.add_argument(
+            "--max_url_chars",
+            type=int,
+            default=DEFAULT_LIMITS.max_url_chars,
+            help="Records whose url has more characters than this become dead letters.",
+        )
+        parser.add_argument(
+            "--max_title_chars",
+            type=int,
+            default=DEFAULT_LIMITS.max_title_chars,
+            help="Records whose optional title field (not used by the model) has more characters "
+                 "than this become dead letters.",
+        )
+        parser.add_argument(
+            "--max_content_type_chars",
+            type=int,
+            default=DEFAULT_LIMITS.max_content_type_chars,
+            help="Records whose content_type has more characters than this become dead letters.",
+        )
+        parser.add_argument(
+            "--max_fetched_at_chars",
+            type=int,
+            default=DEFAULT_LIMITS.max_fetched_at_chars,
+            help="Records whose fetched_at has more characters than this become dead letters.",
+        )
+        parser.add_argument(
+            "--max_expanded_bytes",
+            type=int,
+            default=DEFAULT_LIMITS.max_expanded_bytes,
+            help="A compressed input file (.jsonl.gz, .warc.gz, compressed Avro blocks) is read up to "
+                 "this many expanded bytes; the rest of it becomes one dead letter.",
+        )
+        parser.add_argument(
+            "--max_expansion_ratio",
+            type=float,
+            default=DEFAULT_LIMITS.max_expansion_ratio,
+            help="A compressed input file that expands more than this many times its compressed size "
+                 "(judged after its first 8 MiB) is read up to there; the rest becomes one dead letter.",
+        )
+        parser.add_argument(
+            "--max_page_work",
+            type=int,
+            default=DEFAULT_MAX_PAGE_WORK,
+            help="Pages whose estimated work (visible text, tags, nesting, attributes, select options; "
+                 "units of ~3-8 ns, docs/ROBUSTNESS.md) is over this become dead letters before parsing; "
+                 "the default refuses pages of more than ~1 M characters of visible text.",
         )
         parser.add_argument(
             "--batch_size",
@@ -114,9 +169,48 @@ class RegenwatchOptions(PipelineOptions):
         )
 
 
+_FIELD_LIMITS = ("max_id_chars", "max_url_chars", "max_title_chars", "max_content_type_chars",
+                 "max_fetched_at_chars")
+
+
+def record_limits(opts: RegenwatchOptions) -> RecordLimits:
+    """The per-record limits of a run, from its options."""
+    # A field is part of its record: a default over a lowered --max_page_bytes follows it down.
+    return RecordLimits(
+        max_bytes=opts.max_page_bytes,
+        **{name: min(getattr(opts, name), opts.max_page_bytes) for name in _FIELD_LIMITS},
+        max_expanded_bytes=opts.max_expanded_bytes,
+        max_expansion_ratio=opts.max_expansion_ratio,
+    )
+
+
+def _limit_errors(opts: RegenwatchOptions) -> list:
+    """Checks of the input limits, alone and against each other."""
+    errors = []
+    for name in _FIELD_LIMITS + ("max_expanded_bytes", "max_page_work"):
+        if getattr(opts, name) <= 0:
+            errors.append(f"--{name} must be positive")
+    if opts.max_page_bytes > 0:
+        for name in _FIELD_LIMITS:
+            # Set explicitly over the page cap: a mistake to report (a default follows the cap down).
+            if getattr(opts, name) > opts.max_page_bytes and getattr(opts, name) != getattr(DEFAULT_LIMITS, name):
+                errors.append(f"--{name} ({getattr(opts, name)}) cannot be over --max_page_bytes "
+                              f"({opts.max_page_bytes}): a record's field is part of its line")
+        if opts.max_expanded_bytes < 4 * opts.max_page_bytes:
+            errors.append(f"--max_expanded_bytes ({opts.max_expanded_bytes}) must be at least 4x "
+                          f"--max_page_bytes ({4 * opts.max_page_bytes}), or a compressed file could not hold "
+                          "one page of the largest size")
+        if opts.max_page_work < opts.max_page_bytes:
+            errors.append(f"--max_page_work ({opts.max_page_work}) must be at least --max_page_bytes "
+                          f"({opts.max_page_bytes}): a page's work is at least its length")
+    if not opts.max_expansion_ratio >= 1.0:
+        errors.append("--max_expansion_ratio must be at least 1")
+    return errors
+
+
 def validate_options(opts: RegenwatchOptions) -> None:
     """Submission-time checks; raises ValueError with a message for the user."""
-    errors = []
+    errors = _limit_errors(opts)
     if not opts.input:
         errors.append("--input is required")
     if not opts.output:
@@ -174,6 +268,7 @@ def validate_stream_options(opts: RegenwatchOptions) -> None:
     for name in ("max_page_bytes", "max_sentences", "batch_size"):
         if getattr(opts, name) <= 0:
             errors.append(f"--{name} must be positive")
+    errors.extend(_limit_errors(opts))
     if errors:
         raise ValueError("; ".join(errors))
 

@@ -19,6 +19,66 @@ from regenwatch.models.text import DEFAULT_MAX_CONTENT_CHARS, NormalizedPage, Pa
 DEAD_LETTER_RAW_LIMIT = 1024 * 1024
 DEFAULT_MAX_PAGE_BYTES = DEFAULT_MAX_CONTENT_CHARS
 SUPPORTED_CONTENT_TYPES = ("text/html", "text/plain", "application/xhtml+xml")
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class RecordLimits:
+    """What one input record may carry (each an option of ``regenwatch run``); over a limit it is a dead letter.
+
+    ``title`` is an optional input field that regenwatch does not use; it is
+    bounded like the others so that no field of any size rides along.
+    """
+
+    max_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    max_id_chars: int = 1024
+    max_url_chars: int = 8192
+    max_title_chars: int = 4096
+    max_content_type_chars: int = 256
+    max_fetched_at_chars: int = 256
+    # A compressed file (.jsonl.gz, .warc.gz, Avro blocks) that expands past
+    # either is read up to there and ends in a dead letter (pipelines/bounded.py).
+    # Text pages gzip 4-15x; one repeated letter ~1,000x.
+    max_expanded_bytes: int = 16 * 1024 ** 3
+    max_expansion_ratio: float = 100.0
+
+    def field_limit(self, key: str) -> Optional[int]:
+        return {"id": self.max_id_chars, "url": self.max_url_chars, "title": self.max_title_chars,
+                "content_type": self.max_content_type_chars, "fetched_at": self.max_fetched_at_chars}.get(key)
+
+
+DEFAULT_LIMITS = RecordLimits()
+# Which option sets each field's limit (named in the reasons).
+_LIMIT_OPTIONS = {"id": "--max_id_chars", "url": "--max_url_chars", "title": "--max_title_chars",
+                  "content_type": "--max_content_type_chars", "fetched_at": "--max_fetched_at_chars"}
+
+
+def lone_surrogate(text: str) -> Optional[int]:
+    """Index of the first lone surrogate (not valid Unicode, not encodable as UTF-8), else None.
+
+    JSON's "\\ud800" escape decodes to one; Avro strings must be UTF-8.
+    """
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udXXX`` escapes: always valid UTF-8."""
+    if lone_surrogate(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (what a UTF-8 decoder shows for bad bytes)."""
+    if lone_surrogate(text) is None:
+        return text
+    return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
 
 
 class InputError(PageError):
@@ -53,18 +113,41 @@ def now_millis() -> int:
     return int(time.time() * 1000)
 
 
-def _optional_str(record: Dict[str, Any], key: str) -> Optional[str]:
+def _checked_field(key: str, value: str, limits: RecordLimits) -> str:
+    """A page's identifying string field, within its length limit and valid Unicode."""
+    limit = limits.field_limit(key)
+    if limit is not None and len(value) > limit:
+        raise InputError(f"field '{key}' has {len(value)} characters, over the limit of {limit} "
+                         f"({_LIMIT_OPTIONS[key]})")
+    bad = lone_surrogate(value)
+    if bad is not None:
+        # An id or URL must round-trip exactly (verdicts and reviewers find
+        # pages by it), so it is refused rather than repaired.
+        raise InputError(f"field '{key}' is not valid Unicode: lone surrogate U+{ord(value[bad]):04X} at "
+                         f"character {bad}")
+    return value
+
+
+def _optional_str(record: Dict[str, Any], key: str, limits: RecordLimits = DEFAULT_LIMITS) -> Optional[str]:
     value = record.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise InputError(f"field '{key}' must be a string or null, got {type(value).__name__}")
-    return value
+    return _checked_field(key, value, limits)
 
 
 def page_from_record(record: Any, source: Optional[str] = None, max_bytes: int = DEFAULT_MAX_PAGE_BYTES,
-                     position: Optional[int] = None) -> Page:
-    """Validate a decoded record (JSON object or Avro record) into a Page."""
+                     position: Optional[int] = None, limits: Optional[RecordLimits] = None) -> Page:
+    """Validate a decoded record (JSON object or Avro record) into a Page.
+
+    ``limits`` bounds each field (its ``max_bytes`` wins over ``max_bytes``).
+    Lone surrogates (JSON "\\ud800" escapes) are refused in id, url,
+    fetched_at, content_type and title, and replaced by U+FFFD in content,
+    so every string of a Page is valid UTF-8.
+    """
+    limits = limits or (DEFAULT_LIMITS if max_bytes == DEFAULT_LIMITS.max_bytes else RecordLimits(max_bytes=max_bytes))
+    max_bytes = limits.max_bytes
     if not isinstance(record, dict):
         raise InputError(f"a page must be a JSON object, got {type(record).__name__}")
     if "id" not in record or record["id"] is None:
@@ -72,16 +155,19 @@ def page_from_record(record: Any, source: Optional[str] = None, max_bytes: int =
     page_id = record["id"]
     if not isinstance(page_id, str) or not page_id.strip():
         raise InputError(f"field 'id' must be a non-empty string, got {type(page_id).__name__}")
+    page_id = _checked_field("id", page_id, limits)
     if "content" not in record or record["content"] is None:
         raise InputError("missing required field 'content'")
     content = record["content"]
     if not isinstance(content, str):
         raise InputError(f"field 'content' must be a string, got {type(content).__name__}")
-    if not content.strip():
-        raise InputError("field 'content' is empty or whitespace only")
     if len(content) > max_bytes:
         raise InputError(f"content has {len(content)} characters, over the cap of {max_bytes} (--max_page_bytes)")
-    content_type = _optional_str(record, "content_type")
+    if not content.strip():
+        raise InputError("field 'content' is empty or whitespace only")
+    content = replace_lone_surrogates(content)
+    _optional_str(record, "title", limits)
+    content_type = _optional_str(record, "content_type", limits)
     if content_type is not None:
         base = content_type.split(";")[0].strip().lower()
         if base not in SUPPORTED_CONTENT_TYPES:
@@ -90,8 +176,8 @@ def page_from_record(record: Any, source: Optional[str] = None, max_bytes: int =
     return Page(
         id=page_id,
         content=content,
-        url=_optional_str(record, "url"),
-        fetched_at=_optional_str(record, "fetched_at"),
+        url=_optional_str(record, "url", limits),
+        fetched_at=_optional_str(record, "fetched_at", limits),
         content_type=content_type,
         source=source,
         position=position,
@@ -99,20 +185,33 @@ def page_from_record(record: Any, source: Optional[str] = None, max_bytes: int =
 
 
 def page_from_json_line(line: bytes, source: Optional[str] = None, max_bytes: int = DEFAULT_MAX_PAGE_BYTES,
-                        position: Optional[int] = None) -> Page:
-    """One JSON Lines line (bytes) -> Page."""
+                        position: Optional[int] = None, limits: Optional[RecordLimits] = None) -> Page:
+    """One JSON Lines line (bytes) -> Page.
+
+    A UTF-8 byte-order mark at the start of the line is dropped (Windows
+    tools write one at the start of a file; concatenated files carry it
+    mid-file). The standard library's refusals that are not syntax errors
+    (an integer of more than 4,300 digits, nesting deeper than the
+    recursion limit) are InputErrors like any invalid JSON.
+    """
+    limits = limits or RecordLimits(max_bytes=max_bytes)
+    max_bytes = limits.max_bytes
     # Checked before decoding so a 20 MB line costs no JSON parse.
     if len(line) > max_bytes * 4:
         raise InputError(f"line has {len(line)} bytes, far over the page cap of {max_bytes} (--max_page_bytes)")
+    if line.startswith(UTF8_BOM):
+        line = line[len(UTF8_BOM):]
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"line is not valid UTF-8: {exc}") from exc
     try:
         record = json.loads(text)
+    except RecursionError as exc:
+        raise InputError(f"invalid JSON: nested deeper than the parser's limit ({exc})") from exc
     except ValueError as exc:
         raise InputError(f"invalid JSON: {exc}") from exc
-    return page_from_record(record, source=source, max_bytes=max_bytes, position=position)
+    return page_from_record(record, source=source, position=position, limits=limits)
 
 
 # --------------------------------------------------------------------------
@@ -237,29 +336,50 @@ def iter_jsonl_lines(read, start: int = 0, end: Optional[int] = None, max_line_b
             yield line
 
 
-def raw_for_dead_letter(raw: Any) -> tuple:
-    """(string, truncated) for a dead letter's raw field, capped at 1 MiB of UTF-8."""
+def _raw_text(raw: Any) -> str:
+    """Any raw input as text, without raising (a hostile object's __repr__ included)."""
     if isinstance(raw, Page):
-        raw = raw.to_json()
-    if isinstance(raw, bytes):
-        data = raw[:DEAD_LETTER_RAW_LIMIT]
-        return data.decode("utf-8", "replace"), len(raw) > DEAD_LETTER_RAW_LIMIT
-    if not isinstance(raw, str):
-        try:
-            raw = json.dumps(raw, ensure_ascii=False, default=repr)
-        except (TypeError, ValueError):
-            raw = repr(raw)
-    data = raw.encode("utf-8", "replace")
+        return raw.to_json()
+    if isinstance(raw, str):
+        return raw
+    # Broad on purpose, twice: a decoded record can hold anything, and input
+    # never fails a run, not even through a value's own repr().
+    try:
+        return json.dumps(raw, ensure_ascii=False, default=repr)
+    except Exception:  # pylint: disable=broad-except
+        pass
+    try:
+        return repr(raw)
+    except Exception:  # pylint: disable=broad-except
+        return f"<unprintable {type(raw).__name__}>"
+
+
+def raw_for_dead_letter(raw: Any) -> tuple:
+    """(string, truncated) for a dead letter's raw field: valid UTF-8, capped at 1 MiB of it."""
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw)
+        # Invalid bytes (and a character cut at the cap) become U+FFFD.
+        return raw[:DEAD_LETTER_RAW_LIMIT].decode("utf-8", "replace"), len(raw) > DEAD_LETTER_RAW_LIMIT
+    text = _raw_text(raw)
+    # Lone surrogates (a JSON "\\ud800" escape) are written as their escape, so
+    # the field is valid UTF-8 for Avro and the reader still sees what came in.
+    data = text.encode("utf-8", "backslashreplace")
     if len(data) <= DEAD_LETTER_RAW_LIMIT:
-        return raw, False
+        return data.decode("utf-8"), False
     return data[:DEAD_LETTER_RAW_LIMIT].decode("utf-8", "ignore"), True
 
 
 def dead_letter(raw: Any, stage: str, error: BaseException | str, source: Optional[str] = None,
                 page_id: Optional[str] = None) -> Dict[str, Any]:
+    """The dead-letter record of one input: every string valid UTF-8, whatever the input or error held."""
     text, truncated = raw_for_dead_letter(raw)
     if isinstance(error, BaseException):
-        error = f"{type(error).__name__}: {error}"
+        try:
+            message = str(error)
+        except Exception:  # pylint: disable=broad-except
+            # An exception whose message cannot be formed is still a reason.
+            message = "(no message)"
+        error = f"{type(error).__name__}: {message}" if message else type(error).__name__
     if isinstance(raw, Page):
         page_id = page_id or raw.id
         source = source or raw.source
@@ -267,11 +387,30 @@ def dead_letter(raw: Any, stage: str, error: BaseException | str, source: Option
         "raw": text,
         "raw_truncated": truncated,
         "stage": stage,
-        "error": str(error)[:10000],
-        "id": page_id,
-        "source": source,
+        "error": utf8_safe(str(error)[:10000]),
+        "id": utf8_safe(page_id[:DEAD_LETTER_ID_LIMIT]) if isinstance(page_id, str) else None,
+        "source": utf8_safe(source) if isinstance(source, str) else None,
         "failed_at": now_millis(),
     }
+
+
+# A dead letter's id field is a label, not the page: an over-long id (itself
+# the reason of the dead letter) is cut here and kept whole in raw.
+DEAD_LETTER_ID_LIMIT = 4096
+
+
+def encodable(record: Dict[str, Any], parsed_schema: Any) -> None:
+    """Raises when ``record`` would not encode with the (fastavro-parsed) schema, as the writer would.
+
+    Run on every output record before it reaches the writer, so a record
+    that would fail the write (and with it the run) becomes its page's dead
+    letter instead.
+    """
+    import io
+
+    import fastavro
+
+    fastavro.schemaless_writer(io.BytesIO(), parsed_schema, record)
 
 
 def decision_record(page: Page, score: PageScore, threshold: float, model_version: str,
@@ -381,8 +520,9 @@ def decode_payload(payload: bytes, declared: Optional[str] = None) -> str:
         return payload.decode("cp1252", "replace")
 
 
-def _warc_record_item(record, source: Optional[str], max_bytes: int, position: int) -> Any:
+def _warc_record_item(record, source: Optional[str], limits: RecordLimits, position: int) -> Any:
     """One WARC record -> Page, ("skip", reason) or (raw description, InputError)."""
+    max_bytes = limits.max_bytes
     if record.rec_type != "response":
         return ("skip", record.rec_type or "unknown record type")
     record_id = record.rec_headers.get_header("WARC-Record-ID") or ""
@@ -411,13 +551,42 @@ def _warc_record_item(record, source: Optional[str], max_bytes: int, position: i
         return page_from_record(
             {"id": record_id.strip("<>"), "content": content, "url": url, "fetched_at": date,
              "content_type": ("text/plain" if base == "text/plain" else "text/html") if base else None},
-            source=source, max_bytes=max_bytes, position=position)
+            source=source, position=position, limits=limits)
     except InputError as exc:
         return ({**raw_desc, "content": content[:DEAD_LETTER_RAW_LIMIT]}, exc)
 
 
+def _declared_length(record) -> int:
+    try:
+        return max(int(record.length or 0), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+class _CountingStream:
+    """A raw stream that counts the bytes read from it (the compressed bytes of a .warc.gz)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.count = 0
+
+    def read(self, *args):
+        data = self._stream.read(*args)
+        self.count += len(data)
+        return data
+
+    def readline(self, *args):
+        data = self._stream.readline(*args)
+        self.count += len(data)
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def iter_warc_pages(stream, source: Optional[str] = None, max_bytes: int = DEFAULT_MAX_PAGE_BYTES,
-                    size: Optional[int] = None) -> Iterator[Any]:
+                    size: Optional[int] = None, limits: Optional[RecordLimits] = None,
+                    guard: Any = None) -> Iterator[Any]:
     """Pages from a WARC stream (.warc or .warc.gz), read record by record.
 
     Yields a Page for each ``response`` record with a 2xx status and an HTML or
@@ -428,13 +597,26 @@ def iter_warc_pages(stream, source: Optional[str] = None, max_bytes: int = DEFAU
     counts. When ``size`` (or the stream position) shows bytes after the last
     record that warcio could not read, raises :class:`WarcReadError`: a
     truncated gzip member otherwise ends the iteration silently.
+
+    ``guard`` (a bounded.ExpansionGuard) is charged each record's declared
+    length against the compressed bytes read so far, before the record is
+    read: a .warc.gz that would expand past its limits stops there (warcio
+    itself inflates 16 KiB of compressed bytes at a time, so memory is
+    bounded either way; the guard bounds the time). An exception of any type
+    while one record is turned into a page makes that record a dead letter.
     """
     from warcio.archiveiterator import ArchiveIterator
 
-    records = ArchiveIterator(stream, arc2warc=True)
+    limits = limits or RecordLimits(max_bytes=max_bytes)
+    counted = _CountingStream(stream) if guard is not None else stream
+    records = ArchiveIterator(counted, arc2warc=True)
     end = 0
     compressed = False
+    charged = 0
     for record in records:
+        if guard is not None:
+            guard.add(_declared_length(record), counted.count - charged)
+            charged = counted.count
         compressed = compressed or getattr(getattr(records, "reader", None), "decompressor", None) is not None
         if record.rec_type is None:
             if not record.rec_headers.headers:
@@ -445,7 +627,15 @@ def iter_warc_pages(stream, source: Optional[str] = None, max_bytes: int = DEFAU
                    WarcReadError("WARC record header incomplete: the file is truncated or corrupt"))
             continue
         # Records are contiguous: this one starts where the last one ended.
-        item = _warc_record_item(record, source, max_bytes, position=end)
+        try:
+            item = _warc_record_item(record, source, limits, position=end)
+        except Exception as exc:  # pylint: disable=broad-except
+            # Per-record isolation: one record's failure (a payload warcio
+            # cannot de-chunk, a codec that raises) is that record's dead
+            # letter; the next record is read as usual.
+            item = ({"warc_record_id": record.rec_headers.get_header("WARC-Record-ID"),
+                     "url": record.rec_headers.get_header("WARC-Target-URI"), "source": source},
+                    InputError(f"WARC record could not be read as a page: {type(exc).__name__}: {exc}"))
         # Reads the rest of the record, so raw_stream.limit is what never came.
         end = records.get_record_offset() + records.get_record_length()
         missing = getattr(record.raw_stream, "limit", 0)

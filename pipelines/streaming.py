@@ -50,10 +50,12 @@ from regenwatch.pipelines.dofns import (
 from regenwatch.pipelines.options import (
     RegenwatchOptions,
     absolute_local_paths,
+    record_limits,
     stream_model_refresh_seconds,
     validate_stream_options,
 )
-from regenwatch.pipelines.pages import Page, dead_letter
+from regenwatch.pipelines.pagecost import DEFAULT_MAX_PAGE_WORK
+from regenwatch.pipelines.pages import Page, RecordLimits, dead_letter
 from regenwatch.pipelines.transforms import OUTPUT_PREFIXES, ModeratePages, ModerationOutputs, input_format
 from regenwatch.schemas import load_schema
 
@@ -170,12 +172,12 @@ class ReadStreamFileFn(beam.DoFn):
     element (a file that arrives is read once, not split into byte ranges).
     """
 
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, limits: Optional[RecordLimits] = None):
         self.max_bytes = max_bytes
-        self.jsonl_lines = ReadJsonlRangeFn(max_bytes)
-        self.jsonl = ParseJsonLineFn(max_bytes)
-        self.avro = ReadAvroFileFn(max_bytes)
-        self.warc = ReadWarcFileFn(max_bytes)
+        self.jsonl_lines = ReadJsonlRangeFn(max_bytes, limits)
+        self.jsonl = ParseJsonLineFn(max_bytes, limits)
+        self.avro = ReadAvroFileFn(max_bytes, limits)
+        self.warc = ReadWarcFileFn(max_bytes, limits)
         self.unsupported = UnsupportedFileFn()
         self.dead_read = Metrics.counter(NAMESPACE, "dead_letter_read")
 
@@ -206,12 +208,13 @@ class ReadStreamFileFn(beam.DoFn):
 class ParsePageMessages(beam.PTransform):
     """(source, message bytes) -> (pages, dead letters); one page per message, as JSON."""
 
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, limits: Optional[RecordLimits] = None):
         super().__init__()
         self.max_bytes = max_bytes
+        self.limits = limits
 
     def expand(self, messages):
-        parsed = messages | "ParseMessages" >> beam.ParDo(ParseJsonLineFn(self.max_bytes)).with_outputs(
+        parsed = messages | "ParseMessages" >> beam.ParDo(ParseJsonLineFn(self.max_bytes, self.limits)).with_outputs(
             DEAD_LETTER, main="pages")
         return parsed.pages, parsed[DEAD_LETTER]
 
@@ -220,8 +223,9 @@ class ReadPageStream(beam.PTransform):
     """PBegin -> (pages, dead letters) from a Pub/Sub subscription or a watched file glob."""
 
     def __init__(self, max_bytes: int, subscription: Optional[str] = None, pattern: Optional[str] = None,
-                 poll_seconds: float = 10.0, stop_after_seconds: float = 0.0):
+                 poll_seconds: float = 10.0, stop_after_seconds: float = 0.0, limits: Optional[RecordLimits] = None):
         super().__init__()
+        self.limits = limits
         if bool(subscription) == bool(pattern):
             raise ValueError("exactly one of subscription and pattern is required")
         self.max_bytes = max_bytes
@@ -237,7 +241,7 @@ class ReadPageStream(beam.PTransform):
                 pbegin
                 | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=subscription)
                 | "WithSource" >> beam.Map(lambda data: (subscription, data))
-                | "Parse" >> ParsePageMessages(self.max_bytes)
+                | "Parse" >> ParsePageMessages(self.max_bytes, self.limits)
             )
         # Start and stop are fixed when the pipeline is built: MatchContinuously's
         # own default start is the time its module was imported.
@@ -251,7 +255,8 @@ class ReadPageStream(beam.PTransform):
                 # already had are then removed by DeduplicatePages.
                 match_updated_files=True)
             | "OpenFiles" >> fileio.ReadMatches()
-            | "ReadFiles" >> beam.ParDo(ReadStreamFileFn(self.max_bytes)).with_outputs(DEAD_LETTER, main="pages")
+            | "ReadFiles" >> beam.ParDo(ReadStreamFileFn(self.max_bytes, self.limits)).with_outputs(
+                DEAD_LETTER, main="pages")
         )
         return read.pages, read[DEAD_LETTER]
 
@@ -276,13 +281,14 @@ class ModeratePageStream(beam.PTransform):
 
     def __init__(self, window_seconds: float, dedup_seconds: float, model_uri: str = "default",
                  threshold: Optional[float] = None, max_bytes: int = 5 * 1024 * 1024,
-                 max_sentences: int = 2000, batch_size: int = 64, model_refresh_seconds: float = 60.0):
+                 max_sentences: int = 2000, batch_size: int = 64, model_refresh_seconds: float = 60.0,
+                 max_page_work: int = DEFAULT_MAX_PAGE_WORK):
         super().__init__()
         self.window_seconds = window_seconds
         self.dedup_seconds = dedup_seconds
         self.moderate = dict(model_uri=model_uri, threshold=threshold, max_bytes=max_bytes,
                              max_sentences=max_sentences, batch_size=batch_size,
-                             model_refresh_seconds=model_refresh_seconds)
+                             model_refresh_seconds=model_refresh_seconds, max_page_work=max_page_work)
 
     def expand(self, inputs):
         pages, read_dead = inputs
@@ -338,7 +344,7 @@ def build_stream_pipeline(p: beam.Pipeline, opts: RegenwatchOptions) -> dict:
     pages, read_dead = p | "ReadPageStream" >> ReadPageStream(
         opts.max_page_bytes, subscription=opts.input_subscription,
         pattern=None if opts.input_subscription else opts.input,
-        poll_seconds=opts.poll_seconds, stop_after_seconds=opts.stop_after_seconds)
+        poll_seconds=opts.poll_seconds, stop_after_seconds=opts.stop_after_seconds, limits=record_limits(opts))
     moderated = (pages, read_dead) | "ModeratePageStream" >> ModeratePageStream(
         window_seconds=opts.window_seconds,
         dedup_seconds=opts.dedup_seconds,
@@ -346,6 +352,7 @@ def build_stream_pipeline(p: beam.Pipeline, opts: RegenwatchOptions) -> dict:
         threshold=opts.threshold,
         max_bytes=opts.max_page_bytes,
         max_sentences=opts.max_sentences,
+        max_page_work=opts.max_page_work,
         batch_size=opts.batch_size,
         model_refresh_seconds=stream_model_refresh_seconds(opts),
     )

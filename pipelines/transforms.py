@@ -28,7 +28,8 @@ from regenwatch.pipelines.dofns import (
     ScoreBatchFn,
     UnsupportedFileFn,
 )
-from regenwatch.pipelines.pages import COMPRESSED_SUFFIXES, jsonl_range_bytes, jsonl_ranges
+from regenwatch.pipelines.pagecost import DEFAULT_MAX_PAGE_WORK
+from regenwatch.pipelines.pages import COMPRESSED_SUFFIXES, RecordLimits, jsonl_range_bytes, jsonl_ranges
 from regenwatch.pipelines.redelivery import ROW_BYTES as REDELIVERY_ROW_BYTES
 from regenwatch.pipelines.redelivery import (
     RedeliveryMapCombineFn,
@@ -80,12 +81,17 @@ class ModerationOutputsWithClusters(NamedTuple):
 
 
 class ReadPages(beam.PTransform):
-    """Input files -> (pages, dead letters). Files are matched at construction."""
+    """Input files -> (pages, dead letters). Files are matched at construction.
 
-    def __init__(self, pattern: str, max_bytes: int):
+    ``limits`` (pages.RecordLimits, default: ``max_bytes`` and the other
+    defaults) bounds every record and every compressed file.
+    """
+
+    def __init__(self, pattern: str, max_bytes: int, limits: Optional[RecordLimits] = None):
         super().__init__()
         self.pattern = pattern
-        self.max_bytes = max_bytes
+        self.limits = limits if limits is not None else RecordLimits(max_bytes=max_bytes)
+        self.max_bytes = self.limits.max_bytes
 
     def expand(self, pbegin):
         groups = match_input_files(self.pattern)
@@ -109,11 +115,11 @@ class ReadPages(beam.PTransform):
                 | "ReshuffleJsonl" >> beam.Reshuffle()
                 # Bytes, not str: invalid UTF-8 must reach the parser and
                 # become a dead letter instead of failing the read.
-                | "ReadJsonlLines" >> beam.ParDo(ReadJsonlRangeFn(self.max_bytes)).with_outputs(
+                | "ReadJsonlLines" >> beam.ParDo(ReadJsonlRangeFn(self.max_bytes, self.limits)).with_outputs(
                     DEAD_LETTER, main="lines")
             )
-            parsed = lines.lines | "ParseJsonl" >> beam.ParDo(ParseJsonLineFn(self.max_bytes)).with_outputs(
-                DEAD_LETTER, main="pages")
+            parsed = lines.lines | "ParseJsonl" >> beam.ParDo(
+                ParseJsonLineFn(self.max_bytes, self.limits)).with_outputs(DEAD_LETTER, main="pages")
             pages.append(parsed.pages)
             dead.extend([lines[DEAD_LETTER], parsed[DEAD_LETTER]])
         for fmt, fn in (("avro", ReadAvroFileFn), ("warc", ReadWarcFileFn)):
@@ -125,7 +131,8 @@ class ReadPages(beam.PTransform):
                     | f"Open{fmt.title()}" >> fileio.ReadMatches()
                     # One file per element; break fusion so files spread over workers.
                     | f"Reshuffle{fmt.title()}" >> beam.Reshuffle()
-                    | f"Read{fmt.title()}" >> beam.ParDo(fn(self.max_bytes)).with_outputs(DEAD_LETTER, main="pages")
+                    | f"Read{fmt.title()}" >> beam.ParDo(fn(self.max_bytes, self.limits)).with_outputs(
+                        DEAD_LETTER, main="pages")
                 )
                 pages.append(read.pages)
                 dead.append(read[DEAD_LETTER])
@@ -155,8 +162,11 @@ class ModeratePages(beam.PTransform):
     def __init__(self, model_uri: str = "default", threshold: Optional[float] = None,
                  max_bytes: int = 5 * 1024 * 1024, max_sentences: int = 2000, batch_size: int = 64,
                  model_refresh_seconds: float = 0.0, cluster: bool = True, model_sha256: Optional[str] = None,
-                 attach_clusters: bool = True, row_staging: Optional[str] = None):
+                 attach_clusters: bool = True, row_staging: Optional[str] = None,
+                 max_page_work: int = DEFAULT_MAX_PAGE_WORK):
         super().__init__()
+        # Pages estimated to cost more to normalize are dead letters (pipelines/pagecost.py).
+        self.max_page_work = max_page_work
         self.model_uri = model_uri
         # Pins the model verified at submission (batch): see ScoreBatchFn.
         self.model_sha256 = model_sha256
@@ -180,7 +190,8 @@ class ModeratePages(beam.PTransform):
 
     def expand(self, pages):
         normalized = pages | "Normalize" >> beam.ParDo(
-            NormalizeFn(self.max_bytes, self.max_sentences)).with_outputs(DEAD_LETTER, main="pages")
+            NormalizeFn(self.max_bytes, self.max_sentences, self.max_page_work)).with_outputs(
+            DEAD_LETTER, main="pages")
         scored = (
             normalized.pages
             # Fixed batches of --batch_size (the last one of a bundle shorter).
@@ -223,16 +234,19 @@ class DropRedeliveries(beam.PTransform):
     twice and 28 bytes per page.
     """
 
-    def __init__(self, pattern: str, max_bytes: int, staging: Optional[str] = None):
+    def __init__(self, pattern: str, max_bytes: int, staging: Optional[str] = None,
+                 limits: Optional[RecordLimits] = None):
         super().__init__()
         self.pattern = pattern
         self.max_bytes = max_bytes
+        # The key pass must read exactly the pages the real pass reads.
+        self.limits = limits
         # A directory: the rows are staged to files there instead of being
         # combined in memory (pipelines/rowfiles.py): memory stays flat.
         self.staging = staging
 
     def expand(self, pages):
-        key_pages, _ = pages.pipeline | REDELIVERY_KEY_PASS >> ReadPages(self.pattern, self.max_bytes)
+        key_pages, _ = pages.pipeline | REDELIVERY_KEY_PASS >> ReadPages(self.pattern, self.max_bytes, self.limits)
         files = [path for paths in match_input_files(self.pattern).values() for path in paths]
         index = file_index(files)
         rows = key_pages | "KeyRows" >> beam.Map(redelivery_row, index)

@@ -129,12 +129,13 @@ def cmd_stream(argv: List[str]) -> int:
 
 
 def cmd_train(argv: List[str]) -> int:
+    from regenwatch.reading import InputFileError
     from regenwatch.training.feedback import FeedbackError
     from regenwatch.training.train import build_parser, train_command
 
     try:
         return train_command(build_parser().parse_args(argv))
-    except FeedbackError as exc:
+    except (FeedbackError, InputFileError) as exc:
         print(f"regenwatch train: --feedback: {exc}", file=sys.stderr)
         return 2
 
@@ -146,15 +147,26 @@ def cmd_evaluate(argv: List[str]) -> int:
 
 
 def cmd_review(argv: List[str]) -> int:
+    from regenwatch.reading import InputFileError
     from regenwatch.review import build_parser, review_command
 
-    return review_command(build_parser().parse_args(argv))
+    try:
+        return review_command(build_parser().parse_args(argv))
+    except InputFileError as exc:
+        # A bad output file: its name and record, not a traceback (regenwatch/reading.py).
+        print(f"regenwatch review: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_sample(argv: List[str]) -> int:
+    from regenwatch.reading import InputFileError
     from regenwatch.training.sampling import build_parser, sample_command
 
-    return sample_command(build_parser().parse_args(argv))
+    try:
+        return sample_command(build_parser().parse_args(argv))
+    except InputFileError as exc:
+        print(f"regenwatch sample: {exc}", file=sys.stderr)
+        return 2
 
 
 COMMANDS = {

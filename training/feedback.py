@@ -106,30 +106,67 @@ def append_verdicts(path: str, verdicts: Iterable[dict]) -> int:
     return len(rows)
 
 
+def _checked_verdict(row, where: str) -> dict:
+    from regenwatch.pipelines.pages import lone_surrogate
+
+    if isinstance(row, dict):
+        for key in ("id", "content_sha256", "reviewer", "note", "model_version", "cluster_id"):
+            value = row.get(key)
+            if isinstance(value, str) and lone_surrogate(value) is not None:
+                raise FeedbackError(f"{where}: field '{key}' is not valid Unicode (a lone surrogate)")
+    try:
+        return validate_verdict(row, where)
+    except FeedbackError:
+        raise
+    except Exception as exc:  # pylint: disable=broad-except
+        # A verdict file is input: whatever a row holds (a huge number, a nested
+        # object where a string goes) is reported with its place, not raised.
+        raise FeedbackError(f"{where}: not a valid verdict ({type(exc).__name__}: {str(exc)[:300]})") from exc
+
+
 def read_verdicts(paths: Sequence[str]) -> List[dict]:
-    """Verdicts from JSON Lines (.jsonl/.ndjson/.json) or Avro (.avro) files, validated."""
+    """Verdicts from JSON Lines (.jsonl/.ndjson/.json, optionally .gz) or Avro (.avro) files, validated.
+
+    Anything wrong with a file (unreadable, corrupt, invalid UTF-8 or JSON,
+    not a verdict) raises FeedbackError naming the file and the line or
+    record. A UTF-8 BOM and CRLF line ends are fine; UTF-16/32 with a BOM is
+    decoded; lines are read in bounded chunks (pipelines/bounded.py).
+    """
+    from regenwatch.pipelines.bounded import jsonl_lines
+    from regenwatch.reading import InputFileError, avro_records, checked, open_bytes
+
     out: List[dict] = []
     for path in paths:
-        if path.lower().endswith(".avro"):
-            import fastavro
-
-            with open(path, "rb") as handle:
-                for n, record in enumerate(fastavro.reader(handle), 1):
-                    if isinstance(record.get("decided_at"), dt.datetime):
-                        record["decided_at"] = int(record["decided_at"].timestamp() * 1000)
-                    out.append(validate_verdict(record, f"{path}: record {n}"))
-        elif path.lower().endswith(JSONL_SUFFIXES):
-            with open(path, encoding="utf-8") as handle:
-                for n, line in enumerate(handle, 1):
-                    if not line.strip():
+        lower = path.lower()
+        if not lower.endswith(".avro") and not lower.endswith(JSONL_SUFFIXES + tuple(s + ".gz" for s in JSONL_SUFFIXES)):
+            raise FeedbackError(f"{path}: verdict files are .jsonl or .avro")
+        try:
+            with open_bytes(path) as handle:
+                if lower.endswith(".avro"):
+                    for n, record in enumerate(avro_records(path, handle), 1):
+                        if isinstance(record.get("decided_at"), dt.datetime):
+                            record["decided_at"] = int(record["decided_at"].timestamp() * 1000)
+                        out.append(_checked_verdict(record, f"{path}: record {n}"))
+                    continue
+                for n, line in enumerate(checked(path, jsonl_lines(handle, path), "line"), 1):
+                    data = line.data
+                    if line.over_cap:
+                        raise FeedbackError(f"{path}:{n}: line of {line.length} bytes is far too long for a verdict")
+                    if data.startswith(b"\xef\xbb\xbf"):
+                        data = data[3:]
+                    if not data.strip():
                         continue
                     try:
-                        row = json.loads(line)
+                        row = json.loads(data.decode("utf-8"))
+                    except UnicodeDecodeError as exc:
+                        raise FeedbackError(f"{path}:{n}: not valid UTF-8 ({exc})") from exc
+                    except RecursionError as exc:
+                        raise FeedbackError(f"{path}:{n}: invalid JSON: nested too deeply") from exc
                     except ValueError as exc:
                         raise FeedbackError(f"{path}:{n}: invalid JSON: {exc}") from exc
-                    out.append(validate_verdict(row, f"{path}:{n}"))
-        else:
-            raise FeedbackError(f"{path}: verdict files are .jsonl or .avro")
+                    out.append(_checked_verdict(row, f"{path}:{n}"))
+        except InputFileError as exc:
+            raise FeedbackError(str(exc)) from exc
     return out
 
 

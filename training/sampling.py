@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
-from regenwatch.pipelines.pages import InputError, Page, iter_warc_pages, page_from_json_line, page_from_record
+from regenwatch.pipelines.pages import Page, iter_warc_pages, page_from_json_line, page_from_record
 
 PageKey = Tuple[str, str]  # (page id, content_sha256)
 
@@ -48,15 +48,21 @@ def _match(patterns: Iterable[str]) -> List[str]:
 
 
 def iter_outputs(output_dir: str, name: str) -> Iterator[dict]:
-    """The records of one output of a run ('flagged', 'decisions' or 'dead_letters'), streamed."""
-    import fastavro
+    """The records of one output of a run ('flagged', 'decisions' or 'dead_letters'), streamed.
 
+    A file that cannot be read, or is not that output's Avro, raises
+    regenwatch.reading.InputFileError naming the file and the record.
+    """
     from regenwatch.pipelines.transforms import output_files
+    from regenwatch.reading import avro_records, open_bytes
+    from regenwatch.schemas import load_schema
 
-    fs = _filesystems()
+    schema = load_schema({"decisions": "decision", "dead_letters": "deadletter"}.get(name, name))
+    # Fields without a default must be in the file (older files may lack the later, defaulted ones).
+    required = [f["name"] for f in schema["fields"] if "default" not in f]
     for path in output_files(output_dir)[name]:
-        with fs.open(path, compression_type="uncompressed") as handle:
-            yield from fastavro.reader(handle)
+        with open_bytes(path) as handle:
+            yield from avro_records(path, handle, required)
 
 
 def read_outputs(output_dir: str, name: str) -> List[dict]:
@@ -68,37 +74,36 @@ def _iter_file_pages(path: str) -> Iterator[Page]:
     """Pages of one input file; records that are not valid pages are skipped.
 
     Skipped records became dead letters in the run, so no decision or verdict
-    can refer to them.
+    can refer to them. A file that cannot be read on (corrupt, truncated, over
+    its expansion limits) raises regenwatch.reading.InputFileError naming the
+    file and the line or record; memory is bounded as in the pipeline.
     """
+    from regenwatch.pipelines.bounded import jsonl_lines
     from regenwatch.pipelines.transforms import input_format
+    from regenwatch.reading import avro_records, checked, open_bytes
 
-    fs = _filesystems()
     fmt = input_format(path)
-    if fmt == "jsonl":
-        with fs.open(path) as handle:  # .gz is decompressed by extension
-            for line in iter(handle.readline, b""):
-                if not line.strip():
+    if fmt is None:
+        raise ValueError(f"{path}: not a page file (.jsonl/.ndjson/.json, .avro, .warc/.warc.gz)")
+    with open_bytes(path) as handle:
+        if fmt == "jsonl":
+            for line in checked(path, jsonl_lines(handle, path), "line"):
+                if line.over_cap or not line.data.strip():
                     continue
                 try:
-                    yield page_from_json_line(line.rstrip(b"\r\n"), source=path)
-                except InputError:
-                    continue
-    elif fmt == "avro":
-        import fastavro
-
-        with fs.open(path, compression_type="uncompressed") as handle:
-            for record in fastavro.reader(handle):
+                    yield page_from_json_line(line.data, source=path, position=line.offset)
+                except Exception:  # pylint: disable=broad-except
+                    continue  # a dead letter of the run (per-record isolation, as in pipelines/dofns.py)
+        elif fmt == "avro":
+            for index, record in enumerate(avro_records(path, handle)):
                 try:
-                    yield page_from_record(record, source=path)
-                except InputError:
-                    continue
-    elif fmt == "warc":
-        with fs.open(path, compression_type="uncompressed") as handle:
-            for item in iter_warc_pages(handle, source=path):
+                    yield page_from_record(record, source=path, position=index)
+                except Exception:  # pylint: disable=broad-except
+                    continue  # a dead letter of the run
+        else:
+            for item in checked(path, iter_warc_pages(handle, source=path), "WARC record"):
                 if isinstance(item, Page):
                     yield item
-    else:
-        raise ValueError(f"{path}: not a page file (.jsonl/.ndjson/.json, .avro, .warc/.warc.gz)")
 
 
 def iter_input_pages(patterns: Sequence[str]) -> Iterator[Page]:

@@ -86,7 +86,9 @@ def _fold(pages, rows, y, sentences, train_idx, test_idx, random_state, params, 
     model = _fit_model(pages, rows, y, sentences, train_idx, random_state, params, analysis)
     test_pages = [pages[i] for i in test_idx]
     counts = sentence_counts(model, test_pages, [rows[i] for i in test_idx])
-    return test_idx, model.score_pages(test_pages), counts, repeat
+    # Threshold 0: every page gets the rationale a flagged page gets, since
+    # the threshold the report measures it at is chosen only after the folds.
+    return test_idx, model.score_pages(test_pages, threshold=0.0), counts, repeat
 
 
 def _cross_validate(sample: SampleSet, pages, n_folds: int, random_state: int, params: dict, n_jobs: int,

@@ -157,9 +157,13 @@ def test_training_features_equal_serving_features(sample):
         setattr(analysis, attr, __import__("scipy").sparse.hstack(
             [counts, np.zeros((counts.shape[0], 1))], format="csr"))
         keep[name] = np.where(keep[name] < 0, counts.shape[1], keep[name])
-    from_analysis = model._analyzed_page_features(model.parts_, keep, analysis, normalized, range(len(normalized)))
-    from_text = model._page_features(model.parts_, normalized)[0]
+    from_analysis, probs_a, offsets_a = model._analyzed_page_features(model.parts_, keep, analysis, normalized,
+                                                                      range(len(normalized)))
+    from_text, _, probs_t, offsets_t = model._page_features(model.parts_, normalized)
     np.testing.assert_allclose(from_analysis, from_text, atol=1e-9)
+    # The sentence scores the rationale model is trained on are the ones it is served.
+    assert list(offsets_a) == list(offsets_t)
+    np.testing.assert_allclose(probs_a, probs_t, atol=1e-9)
 
 
 def test_pickle_ignores_featurization_cache(sample):
@@ -248,11 +252,17 @@ def test_rationale_lists_each_sentence_once_with_all_its_categories():
     # A rationale strength (the rationale model's) replaces the claim score for choosing and ordering.
     strength = np.array([0.2, 0.9, 0.1, 0.7])
     items = model._rationale(page, (sparse.csr_matrix((4, 1)), 0), P, flagged=True, strength=strength)
-    assert [i.sentence for i in items] == [page.sentences[1], page.sentences[3]]
+    # S0 is weak for the rationale model but a claim for the claim model (0.95): its two categories are
+    # the page's, so it is added after the strongest, carrying them (severity follows every claim).
+    assert [i.sentence for i in items] == [page.sentences[1], page.sentences[3], page.sentences[0]]
+    assert items[2].categories == ["disease_treatment", "safety_assurance"]
     # A flagged page none of whose sentences reaches the threshold still shows its strongest one.
-    items = model._rationale(page, (sparse.csr_matrix((4, 1)), 0), P, flagged=True, strength=np.full(4, 0.1))
+    weak = P.copy()
+    weak[:, 0] = 0.3
+    items = model._rationale(page, (sparse.csr_matrix((4, 1)), 0), weak, flagged=True, strength=np.full(4, 0.1))
     assert len(items) == 1
-    assert model._rationale(page, (sparse.csr_matrix((4, 1)), 0), P, flagged=False, strength=np.full(4, 0.1)) == []
+    assert model._rationale(page, (sparse.csr_matrix((4, 1)), 0), weak, flagged=False,
+                            strength=np.full(4, 0.1)) == []
 
 
 def test_rationale_model_is_fitted_and_ranks_claims_of_flagged_pages(sample):

@@ -137,3 +137,12 @@ def test_sentence_key_drops_a_leading_list_marker_as_the_splitter_does():
     assert sentence_key("– No rejection.") in keys
     # Inner dashes are words, not markers.
     assert sentence_key("Anti-aging - for real") == "anti-aging - for real"
+
+
+def test_split_sentences_in_cjk_text_whose_full_width_marks_nfkc_made_ascii():
+    # "！" and "？" become "!" and "?" under NFKC, and CJK text never puts a space after them.
+    page = normalize_page("膝蓋疼痛有解了！您關心的效果？是的。幹細胞で治ります!次の文です")
+    assert page.sentences == ("膝蓋疼痛有解了!", "您關心的效果?", "是的。", "幹細胞で治ります!", "次の文です")
+    # Latin text is cut as before: decimals, abbreviations and lower-case continuations stay whole.
+    assert normalize_page("Dr. Smith said 3.5 ml is fine. It works!ok").sentences == (
+        "Dr. Smith said 3.5 ml is fine.", "It works!ok")

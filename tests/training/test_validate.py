@@ -79,4 +79,11 @@ def test_shipped_sample_set_has_no_problems(capsys):
     heldout = sorted(glob.glob(os.path.join(os.path.dirname(DATA_DIR), "heldout", "*.jsonl")))
     assert len(heldout) == 3 and not set(heldout) & set(default_files())
     assert file_problems(heldout, strict=True) == []
-    assert file_problems(default_files() + heldout) == []  # ids unique across both
+    # The real held-out split and the dev set: checked, never training data, ids unique with it all.
+    real = sorted(glob.glob(os.path.join(os.path.dirname(DATA_DIR), "heldout", "real", "*.jsonl")))
+    dev = sorted(glob.glob(os.path.join(os.path.dirname(DATA_DIR), "heldout", "dev", "*.jsonl")))
+    assert len(real) == 5 and len(dev) == 1 and not set(real + dev) & set(default_files())
+    # The fifth batch was written for the set: strict, in both parts.
+    assert file_problems([p for p in real + default_files() if p.endswith("collected_pages_5.jsonl")],
+                         strict=True) == []
+    assert file_problems(default_files() + heldout + real + dev) == []  # ids unique across all
