@@ -48,6 +48,9 @@ setup(
         "joblib>=1.3",
         "fastavro>=1.9",
         "numpy>=1.24",
+        # The model limits scikit-learn's OpenMP threads while scoring (models/classifier.py
+        # _one_openmp_thread); a scikit-learn dependency, named because it is imported.
+        "threadpoolctl>=3.1",
         # Lexbor-based HTML parser: tolerant of broken markup, fast, no recursion
         # limits of its own; a hand-written HTML stripper gets script/nav wrong.
         "selectolax>=1.0",

@@ -14,7 +14,7 @@ per command ``{"pid": P}`` at fork and ``{"pid": P, "returncode": R,
 "cpu_s": C}`` when the child has been reaped (C from wait4: the child and
 every descendant it reaped).
 
-KIND: limit | anchor | pipeline | train | serve
+KIND: limit | anchor | pipeline | train | parts | serve
 """
 from __future__ import annotations
 
@@ -82,6 +82,18 @@ def cmd_anchor(args) -> dict:
     return {"seconds": res.seconds, "cpu_before_s": cpu0, "work_cpu_s": _cpu_self() - cpu0, "anchor_train_s": train_s,
             "pages_read": res.pages_read, "decided": res.decided, "flagged": res.flagged,
             "dead_letters": res.dead_letters, "stages": res.stages, "hooked": hooked}
+
+
+def cmd_parts(args) -> dict:
+    """CPU per part of the model (bench/model_parts.py) on the first --parts-pages pages of the input."""
+    from bench.model_parts import best_of, read_normalizable
+
+    pages = read_normalizable(_files(args.input_dir), args.parts_pages)
+    cpu0 = _cpu_self()
+    t0 = time.perf_counter()
+    res = best_of(pages, args.model, args.repeat)
+    res.update(seconds=time.perf_counter() - t0, cpu_before_s=cpu0)
+    return res
 
 
 def cmd_pipeline(args) -> dict:
@@ -171,6 +183,7 @@ def serve() -> int:
     import sklearn.linear_model  # noqa: F401
 
     import bench.loop  # noqa: F401
+    import bench.model_parts  # noqa: F401
     import regenwatch.models.artifact  # noqa: F401
     import regenwatch.pipelines.moderate  # noqa: F401
     import regenwatch.training.train  # noqa: F401
@@ -210,7 +223,7 @@ def main(argv=None) -> int:
     if argv[:1] == ["serve"]:
         return serve()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("kind", choices=["limit", "anchor", "pipeline", "train"])
+    parser.add_argument("kind", choices=["limit", "anchor", "pipeline", "train", "parts"])
     parser.add_argument("--input-dir", help="Directory of pages-*.jsonl.")
     parser.add_argument("--output", help="Output directory for the Avro files.")
     parser.add_argument("--model", default="default", help="Model artifact URI.")
@@ -218,9 +231,12 @@ def main(argv=None) -> int:
     parser.add_argument("--stages", action="store_true", help="Time stages (limit/anchor).")
     parser.add_argument("--scale", type=float, default=1.0, help="Share of the sample set to train on.")
     parser.add_argument("--folds", type=int, default=5, help="Training cross-validation folds.")
+    parser.add_argument("--parts-pages", type=int, default=2000, help="Pages the model parts are timed on.")
+    parser.add_argument("--repeat", type=int, default=1, help="Model parts: measurements, the least CPU kept.")
     parser.add_argument("--result", required=True, help="Where to write the JSON result.")
     args = parser.parse_args(argv)
-    out = {"limit": cmd_limit, "anchor": cmd_anchor, "pipeline": cmd_pipeline, "train": cmd_train}[args.kind](args)
+    out = {"limit": cmd_limit, "anchor": cmd_anchor, "pipeline": cmd_pipeline, "train": cmd_train,
+           "parts": cmd_parts}[args.kind](args)
     with open(args.result, "w", encoding="utf-8") as handle:
         json.dump(out, handle, indent=2, default=str)
     return 0

@@ -282,6 +282,17 @@ def render(report: Dict) -> str:
     parts.append(_table(["stage", "limit s", "limit share", "limit ms/page", "anchor s", "anchor share"], srows))
     parts.append(f"\nmodel hooks: {'; '.join(st['hooked']) or '(none)'}; the rest of score_pages is score. "
                  "write = record building (decision_record/flagged_record) + fastavro (deflate).")
+    mp = report.get("model_parts")
+    if mp:
+        from bench.model_parts import PARTS_HEADERS, parts_table
+
+        parts.append(f"\n### Model parts (CPU-ms per scored page, bench/model_parts.py)\n")
+        parts.append(_table(PARTS_HEADERS, parts_table(mp)))
+        parts.append(f"\n{mp['pages']} pages of the input scored ({mp['sentences']} sentences), model "
+                     f"{mp.get('model_version', '?')}, batches of 64, normalization included; CPU of the process "
+                     f"(process_time), the least of {len(mp.get('repeats_total_cpu_s', [])) or 1} measurements "
+                     f"(totals {', '.join(f'{t:.1f}' for t in mp.get('repeats_total_cpu_s', []))} CPU-s). "
+                     "calls = times the part was entered.")
     parts.append("\n### Ratios against the targets (same run)\n")
     rrows = [[r["name"], r["measured"], r["target"], r["verdict"]] for r in ratios]
     parts.append(_table(["ratio", "measured", "target", "verdict"], rrows))
@@ -343,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-pages", type=int, default=16,
                    help="Pages of the pipeline start-up runs (1 and 2 workers) that measure the fixed cost, "
                         "so the ratios can also be given without it; 0 skips them. Default 16.")
+    p.add_argument("--parts-pages", type=int, default=2000,
+                   help="Pages of the input on which each part of the model is timed (CPU per page of "
+                        "normalization, sentence models, context/voice, cues, rationale model, page model; "
+                        "bench/model_parts.py); 0 skips it. Default 2000.")
     p.add_argument("--seed", type=int, default=0, help="Page generator seed.")
     p.add_argument("--repeat", type=int, default=1,
                    help="Run each throughput contender this many times (interleaved) and keep the best.")
@@ -456,6 +471,15 @@ def main(argv: Optional[Sequence[str]] = None, log=None) -> Dict:
                               log, zygote=zygote, rss_cap_bytes=cap)
                     for _ in range(args.repeat)])
 
+        # What each part of the model costs per page (CPU, in its own process, on the same input).
+        parts_run: Optional[Run] = None
+        if args.parts_pages:
+            log(f"timing the model's parts on {min(args.parts_pages, pages)} pages ...")
+            parts_run = run_child("model parts", "parts", min(args.parts_pages, pages), workdir,
+                                  ["--input-dir", main_input.directory, "--model", model,
+                                   "--parts-pages", str(args.parts_pages), "--repeat", str(args.repeat)],
+                                  log, zygote=zygote, rss_cap_bytes=cap)
+
         # ---- tables
         run_rows = [
             _run_dict(limit, _check(limit, pages, None)),
@@ -545,6 +569,8 @@ def main(argv: Optional[Sequence[str]] = None, log=None) -> Dict:
             "ratios": ratios,
             "notes": notes,
         }
+        if parts_run is not None:
+            report["model_parts"] = parts_run.result
         text = render(report)
         print(text, flush=True)
         if args.markdown:

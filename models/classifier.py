@@ -602,7 +602,7 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
         out[:, c + 5] = [np.log1p(len(t.split()) + len(t) / 40.0) for t in sentences]
         out[:, c + 6] = [t.rstrip().endswith(self._QUESTION_END) for t in sentences]
         out[:, c + 7] = [t.rstrip().endswith(self._TERMINAL_END) for t in sentences]
-        out[:, c + 8] = [any(ch.isdigit() for ch in t) for t in sentences]
+        out[:, c + 8] = [any(map(str.isdigit, t)) for t in sentences]
         out[:, c + 9] = ["%" in t for t in sentences]
         # The sentence's own voice and claim cues (an offer, a first person, a
         # hedge, a policy phrase), which the linear sentence models see only

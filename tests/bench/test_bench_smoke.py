@@ -7,6 +7,7 @@ import pytest
 
 from bench.generate import CYRILLIC_LOOKALIKES, ZERO_WIDTH, iter_pages, write_input
 from bench.loop import STAGES, StageClock
+from bench.model_parts import PARTS
 from bench.proctree import run_measured
 
 SMOKE_ARGS = ["--pages", "30", "--shards", "2", "--rss-sizes", "30,60", "--rss-workers", "1",
@@ -37,6 +38,9 @@ def test_table_has_every_row(smoke_report):
         assert ratio in text, ratio
     for item in ("nproc", "cpu", "memory", "python", "apache-beam", "scikit-learn"):
         assert re.search(r"^\| " + item + r"\s+\|", text, re.M), item
+    assert "### Model parts (CPU-ms per scored page" in text
+    for part in PARTS + ("(rationale model, all)", "(score_pages, all)", "total"):
+        assert re.search(r"^\| " + re.escape(part) + r"\s+\|", text, re.M), part
 
 
 def test_numbers_are_sane(smoke_report):
@@ -79,11 +83,25 @@ def test_ratios_and_stages_computed(smoke_report):
     assert any(".transform=featurize" in h for h in stages["hooked"])
 
 
+def test_model_parts_cover_every_scored_page(smoke_report):
+    report, _, _ = smoke_report
+    parts = report["model_parts"]
+    # The pages that parse (30 minus broken records) are normalized; those with text are scored.
+    assert 0 < parts["pages"] <= 30
+    assert parts["calls"]["normalization"] >= parts["pages"]
+    assert set(parts["cpu_s"]) == set(PARTS)
+    assert all(v >= 0 for v in parts["cpu_s"].values())
+    for part in ("sentence featurization", "sentence models", "page context/voice models", "page cues",
+                 "stacked page model", "rationale selection", "score_pages, rest"):
+        assert parts["calls"][part] > 0, part
+    assert any("page_cue_matrix" in h for h in parts["hooked"])
+
+
 def test_json_report_written(smoke_report):
     _, _, workdir = smoke_report
     with open(workdir / "report.json", encoding="utf-8") as handle:
         data = json.load(handle)
-    assert {"machine", "input", "runs", "stages", "ratios"} <= set(data)
+    assert {"machine", "input", "runs", "stages", "ratios", "model_parts"} <= set(data)
 
 
 # --------------------------------------------------------------------------
