@@ -155,12 +155,11 @@ def test_loop_does_the_pipelines_work_beyond_scoring(tmp_path, small_model_uri):
     assert (bare.decided, bare.duplicates) == (4, 0)
 
 
-def test_stage_clock_times_nested_stages_exclusively(monkeypatch):
+def test_stage_clock_times_nested_stages_exclusively():
     # A scripted clock, not sleeps: the accounting is what is tested, and a
     # loaded machine stretches real sleeps unpredictably.
     ticks = iter([0.0, 2.0, 7.0, 8.0])  # enter score, enter featurize, exit featurize, exit score
-    monkeypatch.setattr("bench.loop.time.perf_counter", lambda: next(ticks))
-    clock = StageClock()
+    clock = StageClock(timer=lambda: next(ticks))
     with clock.stage("score"):
         with clock.stage("featurize"):
             pass
