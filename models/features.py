@@ -210,9 +210,8 @@ def _split_unspaced(token: str) -> List[str]:
     return out
 
 
-def tokens_of(doc: str) -> List[str]:
-    """The word tokens of a lower-cased document (see _UNSPACED for scripts without spaces)."""
-    tokens = _TOKEN_RE.findall(doc)
+def _bigram_unspaced(tokens: List[str], doc: str) -> List[str]:
+    """The tokens of doc with every token holding unspaced-script letters cut as _split_unspaced cuts it."""
     if not _UNSPACED_RE.search(doc):
         return tokens
     out: List[str] = []
@@ -222,6 +221,11 @@ def tokens_of(doc: str) -> List[str]:
         else:
             out.append(t)
     return out
+
+
+def tokens_of(doc: str) -> List[str]:
+    """The word tokens of a lower-cased document (see _UNSPACED for scripts without spaces)."""
+    return _bigram_unspaced(_TOKEN_RE.findall(doc), doc)
 
 
 def word_ngrams(doc: str) -> List[str]:
@@ -566,16 +570,7 @@ def cue_words(text: str) -> List[str]:
     person) is a short sequence of bigrams found inside a clause, as a
     phrase of words is found in a sentence.
     """
-    words = _CUE_WORD_RE.findall(text.lower())
-    if not _UNSPACED_RE.search(text):
-        return words
-    out: List[str] = []
-    for w in words:
-        if _UNSPACED_RE.search(w):
-            out.extend(_split_unspaced(w))
-        else:
-            out.append(w)
-    return out
+    return _bigram_unspaced(_CUE_WORD_RE.findall(text.lower()), text)
 
 
 _PHRASES_BY_FIRST_WORD = _phrase_index()
