@@ -13,12 +13,11 @@ from __future__ import annotations
 import glob
 import os
 import sys
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
-from regenwatch.training.data_io import DATA_DIR, default_files, read_jsonl
+from regenwatch.training.data_io import DATA_DIR, default_files, heldout_real_files, read_jsonl
 
 ANNOTATION_DIR = os.path.join(os.path.dirname(DATA_DIR), "annotation")
-HELDOUT_DIR = os.path.join(os.path.dirname(DATA_DIR), "heldout")
 
 
 def cohen_kappa(pairs: Sequence[Tuple[int, int]]) -> float:
@@ -63,7 +62,7 @@ def agreement(first: Dict[str, dict], second: Sequence[dict], adjudicated: Dict[
 
 
 def main() -> int:
-    files = default_files() + sorted(glob.glob(os.path.join(HELDOUT_DIR, "real", "*.jsonl")))
+    files = default_files() + heldout_real_files()
     first = {r["id"]: r for f in files for r in read_jsonl(f) if "label" in r and "evidence" in r}
     rc = 0
     adjudicated = {r["id"]: r for r in read_jsonl(os.path.join(ANNOTATION_DIR, "adjudications.jsonl"))}

@@ -78,6 +78,15 @@ def validate_page_row(row: dict, where: str) -> dict:
     return row
 
 
+# The real held-out split (training/split.py): never trained or tuned on.
+HELDOUT_REAL_DIR = os.path.join(os.path.dirname(DATA_DIR), "heldout", "real")
+
+
+def heldout_real_files() -> List[str]:
+    """The real held-out split's files (training/heldout/real/*.jsonl)."""
+    return sorted(glob.glob(os.path.join(HELDOUT_REAL_DIR, "*.jsonl")))
+
+
 def default_files() -> List[str]:
     files = sorted(glob.glob(os.path.join(DATA_DIR, "*pages*.jsonl")))
     # Real pages, training part only: the held-out part is in ../heldout/real/

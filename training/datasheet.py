@@ -6,19 +6,15 @@ quotes, so they can be checked and refreshed whenever the data changes.
 from __future__ import annotations
 
 import collections
-import glob
 import json
-import os
 import re
 import sys
 from typing import Dict, List, Set
 
 from regenwatch.models.classifier import CATEGORIES, label_sentences
 from regenwatch.models.text import normalize_page, sentence_key
-from regenwatch.training.data_io import DATA_DIR, REAL, load_sample_set, read_jsonl, validate_page_row
+from regenwatch.training.data_io import REAL, heldout_real_files, load_sample_set, read_jsonl, validate_page_row
 from regenwatch.training.split import page_language
-
-HELDOUT_REAL = os.path.join(os.path.dirname(DATA_DIR), "heldout", "real")
 
 _TOKEN = re.compile(r"\w+")
 
@@ -72,8 +68,7 @@ def corpus_counts(pages: List[dict], origins: List[str]) -> Dict:
 
 def heldout_counts() -> Dict:
     """The real held-out split (training/heldout/real/), counted the same way."""
-    pages = [validate_page_row(r, f) for f in sorted(glob.glob(os.path.join(HELDOUT_REAL, "*.jsonl")))
-             for r in read_jsonl(f)]
+    pages = [validate_page_row(r, f) for f in heldout_real_files() for r in read_jsonl(f)]
     return {"pages": len(pages), **corpus_counts(pages, [REAL] * len(pages))}
 
 

@@ -11,9 +11,7 @@ share keeps the curve to a few minutes.)
 from __future__ import annotations
 
 import argparse
-import glob
 import json
-import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
@@ -22,10 +20,10 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from regenwatch.models.classifier import ClaimModel
 from regenwatch.models.text import normalize_page
-from regenwatch.training.data_io import DATA_DIR, REAL, SampleSet, load_sample_set, read_jsonl, validate_page_row
+from regenwatch.training.data_io import (REAL, SampleSet, heldout_real_files, load_sample_set, read_jsonl,
+                                         validate_page_row)
 from regenwatch.training.split import page_language
 
-HELDOUT_REAL = os.path.join(os.path.dirname(DATA_DIR), "heldout", "real")
 DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
@@ -85,7 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the shares and of the fits.")
     parser.add_argument("--json", default=None, help="Also write the rows as JSON here.")
     args = parser.parse_args(argv)
-    files = args.heldout or sorted(glob.glob(os.path.join(HELDOUT_REAL, "*.jsonl")))
+    files = args.heldout or heldout_real_files()
     heldout = [validate_page_row(r, f) for f in files for r in read_jsonl(f)]
     rows = learning_curve(load_sample_set(), heldout, args.fractions, seed=args.seed)
     print(f"held-out real pages: {len(heldout)} ({sum(int(r['label']) for r in heldout)} flagged)")

@@ -1,12 +1,10 @@
 """The real held-out split: stratified, deterministic, disjoint, and what the training data excludes."""
 import collections
-import glob
 import os
 
-from regenwatch.training.data_io import DATA_DIR, default_files, read_jsonl
+from regenwatch.training.data_io import default_files, heldout_real_files, read_jsonl
 from regenwatch.training.split import split_rows, stratum
 
-HELDOUT_REAL = os.path.join(os.path.dirname(DATA_DIR), "heldout", "real")
 
 
 def _rows(n_per, kinds=("clinic_marketing", "journalism"), langs=("en", "ja")):
@@ -45,7 +43,7 @@ def test_pages_added_later_never_move_an_earlier_page():
 
 
 def test_shipped_real_split_is_disjoint_from_training_and_large_enough():
-    held = [r for f in sorted(glob.glob(os.path.join(HELDOUT_REAL, "*.jsonl"))) for r in read_jsonl(f)]
+    held = [r for f in heldout_real_files() for r in read_jsonl(f)]
     real_train = [r for f in default_files() if os.sep + "real" + os.sep in f for r in read_jsonl(f)]
     assert held and real_train
     assert not {r["id"] for r in held} & {r["id"] for r in real_train}

@@ -3,7 +3,7 @@ import glob
 import json
 import os
 
-from regenwatch.training.data_io import DATA_DIR, default_files
+from regenwatch.training.data_io import DATA_DIR, default_files, heldout_real_files
 from regenwatch.training.validate import file_problems, main, page_problems
 
 TEXT = ("Our clinic offers umbilical cord stem cell infusions. "
@@ -80,7 +80,7 @@ def test_shipped_sample_set_has_no_problems(capsys):
     assert len(heldout) == 3 and not set(heldout) & set(default_files())
     assert file_problems(heldout, strict=True) == []
     # The real held-out split and the dev set: checked, never training data, ids unique with it all.
-    real = sorted(glob.glob(os.path.join(os.path.dirname(DATA_DIR), "heldout", "real", "*.jsonl")))
+    real = heldout_real_files()
     dev = sorted(glob.glob(os.path.join(os.path.dirname(DATA_DIR), "heldout", "dev", "*.jsonl")))
     assert len(real) == 5 and len(dev) == 1 and not set(real + dev) & set(default_files())
     # The fifth batch was written for the set: strict, in both parts.
