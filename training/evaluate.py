@@ -19,7 +19,7 @@ from regenwatch.models.artifact import load_model
 from regenwatch.models.classifier import CATEGORIES, ClaimModel, label_sentences, quoted_within, severity_for
 from regenwatch.models.text import normalize_page, sentence_key
 from regenwatch.training.data_io import read_jsonl, validate_page_row
-from regenwatch.training.metrics import page_metrics
+from regenwatch.training.metrics import metrics_by_group, metrics_where, page_metrics
 
 
 def _f1(tp: int, fp: int, fn: int) -> Dict[str, float]:
@@ -150,15 +150,11 @@ def evaluate_rows(model: ClaimModel, rows: Sequence[dict], threshold: Optional[f
 
     langs = np.array([page_language(r) for r in rows])
     english = langs == "en"
-    by_language = {}
-    for lang in sorted(set(langs), key=lambda v: (-(langs == v).sum(), v)):
-        m = langs == lang
-        by_language[str(lang)] = page_metrics(y[m], s[m], threshold)
     return {
         "page": page_metrics(y, s, threshold),
-        "page_english": page_metrics(y[english], s[english], threshold) if english.any() else None,
-        "page_other_languages": page_metrics(y[~english], s[~english], threshold) if (~english).any() else None,
-        "by_language": by_language,
+        "page_english": metrics_where(y, s, english, threshold),
+        "page_other_languages": metrics_where(y, s, ~english, threshold),
+        "by_language": metrics_by_group(y, s, langs, threshold),
         "recall_by_kind": recall_by_kind(rows, scores, threshold),
         "rationale": rationale_report(rows, scores, threshold),
         "sentence": sentence_report(sentence_counts(model, pages, rows)),

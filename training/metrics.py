@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve
@@ -26,12 +26,17 @@ def threshold_for_recall(y, scores, min_recall: float = 0.90) -> float:
     return float(round(candidates.max(), 4))
 
 
+def _score_bins(scores: np.ndarray, bins: int):
+    """(edges, bin index of each score) of equal-width score bins over [0, 1]."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return edges, np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+
+
 def calibration_table(y, scores, bins: int = 10):
     """Per score bin: pages, mean score, share flagged by the labels (the calibration plot's points)."""
     y = np.asarray(y, dtype=float)
     scores = np.asarray(scores, dtype=float)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    edges, idx = _score_bins(scores, bins)
     out = []
     for b in range(bins):
         mask = idx == b
@@ -59,14 +64,31 @@ def pr_points(y, scores, thresholds=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9
 def expected_calibration_error(y, scores, bins: int = 10) -> float:
     y = np.asarray(y, dtype=float)
     scores = np.asarray(scores, dtype=float)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    _, idx = _score_bins(scores, bins)
     ece = 0.0
     for b in range(bins):
         mask = idx == b
         if mask.any():
             ece += mask.mean() * abs(scores[mask].mean() - y[mask].mean())
     return float(ece)
+
+
+def metrics_where(y, scores, mask, threshold: float) -> Optional[Dict[str, float]]:
+    """page_metrics of the pages in mask (boolean array), or None when it holds none."""
+    return page_metrics(y[mask], scores[mask], threshold) if mask.any() else None
+
+
+def metrics_by_group(y, scores, groups, threshold: float, mask=None) -> Dict[str, Dict[str, float]]:
+    """page_metrics per value of groups (a language, say) among the masked pages, largest group first
+    (ties by value)."""
+    y, scores, groups = np.asarray(y), np.asarray(scores), np.asarray(groups)
+    mask = np.ones(len(y), bool) if mask is None else np.asarray(mask)
+    out = {}
+    values, counts = np.unique(groups[mask], return_counts=True)
+    for value in values[np.argsort(-counts, kind="stable")]:
+        m = mask & (groups == value)
+        out[str(value)] = page_metrics(y[m], scores[m], threshold)
+    return out
 
 
 def page_metrics(y, scores, threshold: float) -> Dict[str, float]:

@@ -43,7 +43,8 @@ from regenwatch.training.evaluate import (
     sentence_report,
 )
 from regenwatch.training.feedback import apply_feedback
-from regenwatch.training.metrics import calibration_table, page_metrics, pr_points, threshold_for_recall
+from regenwatch.training.metrics import (calibration_table, metrics_by_group, metrics_where, page_metrics, pr_points,
+                                         threshold_for_recall)
 from regenwatch.training.split import page_language
 
 # The review queue's operating point: recall first (POLICY.md: reviewers are
@@ -179,11 +180,11 @@ def train(sample: SampleSet, n_folds: int = 5, random_state: int = 0, params: Op
         "cv_folds": n_folds,
         "cv_repeats": cv_repeats,
         "page_real": page_metrics(y[real], oof_scores[real], threshold),
-        "page_real_english": _metrics_or_none(y, oof_scores, real & english, threshold),
-        "page_real_other_languages": _metrics_or_none(y, oof_scores, real & ~english, threshold),
-        "page_authored": _metrics_or_none(y, oof_scores, ~real, threshold),
+        "page_real_english": metrics_where(y, oof_scores, real & english, threshold),
+        "page_real_other_languages": metrics_where(y, oof_scores, real & ~english, threshold),
+        "page_authored": metrics_where(y, oof_scores, ~real, threshold),
         "page": page_metrics(y, oof_scores, threshold),
-        "real_by_language": _by_group(y, oof_scores, real, langs, threshold),
+        "real_by_language": metrics_by_group(y, oof_scores, langs, threshold, mask=real),
         "real_recall_by_kind": recall_by_kind(real_rows, real_oof, threshold),
         "real_pr_points": pr_points(y[real], oof_scores[real]),
         "real_calibration": calibration_table(y[real], oof_scores[real]),
@@ -199,20 +200,6 @@ def train(sample: SampleSet, n_folds: int = 5, random_state: int = 0, params: Op
     report["seconds"] = round(time.perf_counter() - started, 2)
     return {"model": model, "threshold": threshold, "report": report, "oof_scores": oof_scores[basis],
             "y": y[basis]}
-
-
-def _metrics_or_none(y, scores, mask, threshold) -> Optional[Dict]:
-    return page_metrics(y[mask], scores[mask], threshold) if mask.any() else None
-
-
-def _by_group(y, scores, mask, groups, threshold) -> Dict[str, Dict]:
-    """Page metrics per group value (language) among the masked pages, largest group first."""
-    out = {}
-    values, counts = np.unique(groups[mask], return_counts=True)
-    for value in values[np.argsort(-counts, kind="stable")]:
-        m = mask & (groups == value)
-        out[str(value)] = page_metrics(y[m], scores[m], threshold)
-    return out
 
 
 def _per_repeat(metrics: Dict, repeats: int) -> Dict:
