@@ -78,11 +78,6 @@ def _is_gold(key: str, gold: Sequence[str]) -> bool:
     return any(key == g or quoted_within(g, key) for g in gold)
 
 
-def _rationale_hits(rationale, evidence) -> bool:
-    gold = [sentence_key(e["sentence"]) for e in evidence or ()]
-    return any(_is_gold(sentence_key(item.sentence), gold) for item in rationale)
-
-
 def rationale_report(rows: Sequence[dict], scores, threshold: float) -> Dict:
     """How well flagged pages explain themselves against gold evidence and categories.
 
@@ -95,14 +90,15 @@ def rationale_report(rows: Sequence[dict], scores, threshold: float) -> Dict:
     """
     correct = [(r, x) for r, x in zip(rows, scores) if r["label"] == 1 and x.score >= threshold]
     with_ev = [(r, x) for r, x in correct if r.get("evidence")]
-    hits = sum(_rationale_hits(x.rationale, r["evidence"]) for r, x in with_ev)
-    distinct = gold_distinct = repeated = 0
+    hits = distinct = gold_distinct = repeated = 0
     for r, x in with_ev:
         gold = [sentence_key(e["sentence"]) for e in r["evidence"]]
         keys = [sentence_key(item.sentence) for item in x.rationale]
+        is_gold = [_is_gold(k, gold) for k in set(keys)]
         repeated += len(keys) - len(set(keys))
-        distinct += len(set(keys))
-        gold_distinct += sum(_is_gold(k, gold) for k in set(keys))
+        distinct += len(is_gold)
+        gold_distinct += sum(is_gold)
+        hits += any(is_gold)
     with_cats = [(r, x) for r, x in correct if r.get("categories")]
     overlap = sum(bool(set(x.categories) & set(r["categories"])) for r, x in with_cats)
     sev = [(r, x) for r, x in correct if r.get("severity")]
