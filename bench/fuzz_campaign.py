@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import random
-import string
 import sys
 import tempfile
 import time
@@ -35,10 +34,7 @@ def _properties(harness, folder, paths):
         assert outcome.balanced and outcome.inputs == (1 if line.strip() else 0), outcome
 
     def good_page(text, page_id, how):
-        content = f"<p>{text}</p>" if how == "html" else text
-        data = json.dumps({"id": page_id, "content": content}).encode()
-        data = b"\xef\xbb\xbf" + data if how == "bom" else data + (b"\r" if how == "crlf" else b"")
-        outcome = harness.line(data)
+        outcome = harness.line(hs.good_page_line(text, page_id, how))
         assert outcome.decided == 1, outcome.errors
 
     def mutated(kind):
@@ -54,11 +50,7 @@ def _properties(harness, folder, paths):
 
     props = {
         "json_line": (line, dict(line=hs.json_line())),
-        "good_page": (good_page, dict(
-            text=st.text(alphabet=string.ascii_letters + " .,éü\u0430", min_size=1, max_size=400).filter(
-                lambda t: any(c.isalpha() for c in t)),
-            page_id=st.text(min_size=1, max_size=60).filter(str.strip),
-            how=st.sampled_from(["plain", "bom", "crlf", "html"]))),
+        "good_page": (good_page, dict(hs.GOOD_PAGE)),
     }
     for kind in sorted(paths):
         props[f"mutated {kind}"] = (mutated(kind), dict(data=st.data()))

@@ -5,6 +5,7 @@ import gzip
 import io
 import json
 import os
+import string
 
 import fastavro
 from hypothesis import strategies as st
@@ -124,6 +125,23 @@ def page_record_line(draw) -> bytes:
     elif how == "utf16":
         data = text.encode("utf-16-le", "surrogatepass")
     return data
+
+
+# A good page, written as a crawl may write it (BOM, CRLF, HTML): always decided.
+# The bounded test and the long campaign draw the same examples.
+GOOD_PAGE = dict(
+    text=st.text(alphabet=string.ascii_letters + " .,éü\u0430", min_size=1, max_size=400).filter(
+        lambda t: any(c.isalpha() for c in t)),
+    page_id=st.text(min_size=1, max_size=60).filter(str.strip),
+    how=st.sampled_from(["plain", "bom", "crlf", "html"]),
+)
+
+
+def good_page_line(text: str, page_id: str, how: str) -> bytes:
+    """One JSON Lines record of a good page, in the form ``how`` names."""
+    content = f"<p>{text}</p>" if how == "html" else text
+    line = json.dumps({"id": page_id, "content": content}).encode()
+    return b"\xef\xbb\xbf" + line if how == "bom" else line + (b"\r" if how == "crlf" else b"")
 
 
 def json_line() -> st.SearchStrategy:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import string
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -51,14 +50,9 @@ def test_any_line_is_decided_or_dead(harness, line):
 
 
 @FUZZ
-@given(text=st.text(alphabet=string.ascii_letters + " .,éü\u0430", min_size=1, max_size=400).filter(
-    lambda t: any(c.isalpha() for c in t)), page_id=st.text(min_size=1, max_size=60).filter(str.strip),
-    how=st.sampled_from(["plain", "bom", "crlf", "html"]))
+@given(**hs.GOOD_PAGE)
 def test_a_good_page_is_always_decided(harness, text, page_id, how):
-    content = f"<p>{text}</p>" if how == "html" else text
-    line = json.dumps({"id": page_id, "content": content}).encode()
-    line = b"\xef\xbb\xbf" + line if how == "bom" else line + (b"\r" if how == "crlf" else b"")
-    outcome = harness.line(line)
+    outcome = harness.line(hs.good_page_line(text, page_id, how))
     assert outcome.decided == 1, outcome.errors
 
 
