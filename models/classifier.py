@@ -710,11 +710,12 @@ class ClaimModel(BaseEstimator, ClassifierMixin):
                    strength: Optional[np.ndarray] = None) -> List[RationaleItem]:
         """The page's claim sentences, best first, one item per sentence with all its categories.
 
-        Only sentences the model believes are claims (claim probability at
-        least rationale_threshold) enter: at most max_rationale of the
-        strongest, then the best sentence of each category confident elsewhere
-        on the page (so the page's categories and severity follow the whole
-        page). A flagged page with no such sentence shows its single strongest
+        Only sentences the model believes are claims enter: at most
+        max_rationale of the strongest by ``strength`` (the rationale model's
+        probability; the claim model's when None) from rationale_threshold,
+        then the best sentence of each category named elsewhere on the page
+        (_named_categories; so the page's categories and severity follow the
+        whole page). A flagged page with no such sentence shows its single strongest
         sentence, with no category (severity "low"), so the reviewer still
         sees what weighed most. A sentence repeated on the page is listed
         once. rows: (the batch's CSR sentence matrix, the row of this page's
