@@ -1,12 +1,14 @@
 """Pages and small file helpers shared by the reviewing tests (clustering, review, sampling, feedback)."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 
 import fastavro
 
 from regenwatch.schemas import load_schema
+from regenwatch.training.data_io import DATA_DIR, read_jsonl
 
 # One clinic template published for several towns: only place names differ.
 TEMPLATE = (
@@ -65,6 +67,16 @@ def write_jsonl(path, rows):
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     return str(path)
+
+
+def tiny_training_files(folder):
+    """A tiny sample set (12 flagged and 12 unflagged real pages, a quarter of one authored sentence file)
+    written to folder: enough for `regenwatch train --folds 2` to test its wiring quickly."""
+    rows = read_jsonl(os.path.join(DATA_DIR, "real", "train_pages.jsonl"))
+    tiny = [r for r in rows if r["label"] == 1][:12] + [r for r in rows if r["label"] == 0][:12]
+    sentences = read_jsonl(sorted(glob.glob(os.path.join(DATA_DIR, "authored", "sentences_*.jsonl")))[0])[::4]
+    return tiny, [write_jsonl(os.path.join(str(folder), "pages.jsonl"), tiny),
+                  write_jsonl(os.path.join(str(folder), "sentences.jsonl"), sentences)]
 
 
 def write_avro(path, schema_name, records):

@@ -24,7 +24,7 @@ from regenwatch.training.feedback import (
     validate_verdict,
 )
 from tests.conftest import REPO
-from tests.review_pages import write_jsonl
+from tests.review_pages import tiny_training_files, write_jsonl
 
 TRAIN_PAGES = os.path.join(REPO, "training", "data", "real", "train_pages.jsonl")
 AUTHORED = os.path.join(REPO, "training", "data", "authored")
@@ -199,10 +199,7 @@ def test_rejected_false_positive_is_not_flagged_after_retraining(small_sample, c
 def test_train_command_merges_feedback_into_the_artifact(small_sample, tmp_path):
     _, _, held_out = small_sample
     # The wiring only: a tiny sample set keeps the three fits of --folds 2 quick.
-    rows = read_jsonl(TRAIN_PAGES)
-    tiny = [r for r in rows if r["label"] == 1][:12] + [r for r in rows if r["label"] == 0][:12]
-    sentences = read_jsonl(sorted(glob.glob(os.path.join(AUTHORED, "sentences_*.jsonl")))[0])[::4]
-    files = [write_jsonl(tmp_path / "pages.jsonl", tiny), write_jsonl(tmp_path / "sentences.jsonl", sentences)]
+    tiny, files = tiny_training_files(tmp_path)
     page = next(r for r in held_out if r["label"] == 0)
     inputs = write_jsonl(tmp_path / "in.jsonl", [{"id": "scraped-2", "content": page["text"]}])
     verdicts = str(tmp_path / "verdicts.jsonl")

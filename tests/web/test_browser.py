@@ -3,7 +3,6 @@
 Nothing is downloaded: the driver's path is given explicitly, so
 selenium-manager is never asked for a driver or a browser.
 """
-import glob
 import json
 import os
 import shutil
@@ -13,10 +12,8 @@ import urllib.request
 import pytest
 
 from regenwatch.cli import main as cli_main
-from regenwatch.training.data_io import read_jsonl
 from regenwatch.training.feedback import read_verdicts
-from tests.conftest import REPO
-from tests.review_pages import HOSTILE_ID, TOWNS, template_rows, write_jsonl
+from tests.review_pages import HOSTILE_ID, TOWNS, template_rows, tiny_training_files
 from regenwatch.web.app import display_text
 from tests.web.conftest import flagged_record, write_queue
 
@@ -25,8 +22,6 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                   "--window-size=1280,900", "--hide-scrollbars"]
-TRAIN_PAGES = os.path.join(REPO, "training", "data", "real", "train_pages.jsonl")
-AUTHORED = os.path.join(REPO, "training", "data", "authored")
 
 
 @pytest.fixture
@@ -171,10 +166,7 @@ def test_queue_filter_open_decide_by_keyboard_reload_export_and_retrain(review_r
     assert all(by_id[r["id"]]["verdict"] == "reject" for r in template_rows())
 
     # Retrain with the export, unchanged: a tiny sample set keeps it quick (the wiring, as in test_feedback).
-    train_rows = read_jsonl(TRAIN_PAGES)
-    tiny = [r for r in train_rows if r["label"] == 1][:12] + [r for r in train_rows if r["label"] == 0][:12]
-    sentences = read_jsonl(sorted(glob.glob(os.path.join(AUTHORED, "sentences_*.jsonl")))[0])[::4]
-    files = [write_jsonl(tmp_path / "pages.jsonl", tiny), write_jsonl(tmp_path / "sentences.jsonl", sentences)]
+    tiny, files = tiny_training_files(tmp_path)
     model = str(tmp_path / "model.joblib")
     code = cli_main(["train", "--data", *files, "--feedback", export, "--feedback-pages", inputs,
                      "--folds", "2", "--out", model, "--version", "workspace-test"])
